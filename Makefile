@@ -1,0 +1,30 @@
+# strata: `make demo` and `make test` set up everything on a fresh Debian 12 machine (as root).
+SHELL := /bin/bash
+BIN ?= /usr/local/bin
+
+.PHONY: all setup build link test demo bench clean
+
+all: build
+
+setup:
+	bash native-deps/setup.sh
+
+build: setup
+	npx tsc -p tsconfig.json
+	chmod +x dist/cli/main.js
+
+# `strata` on PATH: package.json's bin, linked where root's PATH finds it.
+link: build
+	ln -sf "$(CURDIR)/dist/cli/main.js" "$(BIN)/strata"
+
+test: link
+	bash test/run.sh
+
+demo: link
+	bash examples/demo.sh
+
+bench: link
+	bash bench/run.sh
+
+clean:
+	rm -rf dist native-deps/sys/build

@@ -1,0 +1,137 @@
+/**
+ * `strata mount`: validate the layers and the mountpoint, start one driver process for the
+ * mount, and return once the mount is live. With --foreground this process serves the mount
+ * itself, logging to stderr, until SIGINT/SIGTERM.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MountOptionError, parseOptionStrings, splitLowerdirs, type MountConfig } from '../../driver/mount-config.js';
+import { runDir, stateFile } from '../../driver/runtime.js';
+import { EXIT_MOUNT_FAILED, UserError } from '../errors.js';
+import { mountAt } from '../mountinfo.js';
+
+export interface MountArgs {
+  mountpoint: string;
+  lower?: string | undefined;
+  upper?: string | undefined;
+  work?: string | undefined;
+  options: string[];
+  foreground: boolean;
+  debug: boolean;
+}
+
+function isDir(path: string, what: string): void {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UserError(code === 'ENOENT' ? `${what} ${path} does not exist` : `${what} ${path}: ${(err as Error).message}`);
+  }
+  if (!st.isDirectory()) throw new UserError(`${what} ${path} is not a directory`);
+}
+
+function within(inner: string, outer: string): boolean {
+  return inner === outer || inner.startsWith(outer.endsWith('/') ? outer : outer + '/');
+}
+
+/** Turn command-line arguments into a checked mount config; throws UserError. */
+export function buildConfig(args: MountArgs): MountConfig {
+  let parsed;
+  try {
+    parsed = parseOptionStrings(args.options);
+  } catch (err) {
+    if (err instanceof MountOptionError) throw new UserError(err.message);
+    throw err;
+  }
+  const lowers = (args.lower !== undefined ? splitLowerdirs(args.lower) : parsed.lowers ?? []).map((p) => resolve(p));
+  const upperArg = args.upper ?? parsed.upper;
+  const workArg = args.work ?? parsed.work;
+  if (lowers.length === 0) throw new UserError('no lower layers: give --lower L1:L2 or -o lowerdir=L1:L2');
+  if ((upperArg === undefined) !== (workArg === undefined)) {
+    throw new UserError('an upper directory needs a work directory, and the reverse (--upper U --work W)');
+  }
+  const mountpoint = resolve(args.mountpoint);
+  for (const l of lowers) isDir(l, 'lower layer');
+  const upper = upperArg === undefined ? undefined : resolve(upperArg);
+  const work = workArg === undefined ? undefined : resolve(workArg);
+  if (upper !== undefined && work !== undefined) {
+    isDir(upper, 'upper directory');
+    isDir(work, 'work directory');
+    if (statSync(upper).dev !== statSync(work).dev) {
+      throw new UserError(`upper ${upper} and work ${work} must be on the same filesystem`);
+    }
+    if (within(upper, work) || within(work, upper)) {
+      throw new UserError('the upper and work directories must not be inside one another');
+    }
+  }
+  isDir(mountpoint, 'mountpoint');
+  const existing = mountAt(mountpoint);
+  if (existing !== undefined) {
+    throw new UserError(`${mountpoint} is already a mount point (${existing.fstype})`, EXIT_MOUNT_FAILED);
+  }
+  return {
+    mountpoint,
+    lowers,
+    upper,
+    work,
+    fuseOptions: parsed.fuseOptions,
+    cacheTimeout: parsed.cacheTimeout ?? 1,
+    cacheEntries: parsed.cacheEntries ?? 500_000,
+    debug: args.debug,
+  };
+}
+
+export async function mount(args: MountArgs): Promise<void> {
+  const config = buildConfig(args);
+  if (args.foreground) {
+    const { serve } = await import('../../driver/server.js');
+    await new Promise<void>((done, fail) => {
+      serve(config, {
+        ready: (err) => (err ? fail(new UserError(err.message, EXIT_MOUNT_FAILED)) : done()),
+        log: (line) => process.stderr.write(line + '\n'),
+      });
+    });
+    process.stderr.write(`strata: serving ${config.mountpoint} (Ctrl-C to unmount)\n`);
+    return new Promise(() => undefined);
+  }
+  await startDriver(config);
+}
+
+/** Start a detached driver and wait for it to say the mount is live. */
+function startDriver(config: MountConfig): Promise<void> {
+  const main = fileURLToPath(new URL('../../driver/main.js', import.meta.url));
+  mkdirSync(`${runDir()}/mounts`, { recursive: true, mode: 0o700 });
+  const logPath = stateFile(config.mountpoint).replace(/\.json$/, '.log');
+  const log = openSync(logPath, 'a', 0o600);
+  const child = spawn(process.execPath, [main, JSON.stringify(config)], {
+    detached: true,
+    stdio: ['ignore', log, log, 'pipe'],
+  });
+  closeSync(log);
+  const pipe = child.stdio[3] as NodeJS.ReadableStream;
+  return new Promise((done, fail) => {
+    let said = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      fail(new UserError(`the driver did not come up within 30 s (log: ${logPath})`, EXIT_MOUNT_FAILED));
+    }, 30_000);
+    pipe.setEncoding('utf8');
+    pipe.on('data', (chunk: string) => (said += chunk));
+    pipe.on('end', () => {
+      clearTimeout(timer);
+      const line = said.trim();
+      if (line === 'ok') {
+        child.unref();
+        (pipe as unknown as { destroy(): void }).destroy();
+        done();
+      } else if (line.startsWith('error ')) {
+        fail(new UserError(line.slice(6), EXIT_MOUNT_FAILED));
+      } else {
+        fail(new UserError(`the driver exited before mounting (log: ${logPath})`, EXIT_MOUNT_FAILED));
+      }
+    });
+  });
+}

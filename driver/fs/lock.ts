@@ -1,0 +1,15 @@
+/**
+ * One mutation at a time. Reads and getattr run freely (their answers come from the cache and
+ * the layers), but changes to the tree are serialized so a copy-up that awaits its data never
+ * interleaves with another change to the same entries.
+ */
+export class MutationLock {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(fn: () => T | Promise<T>): Promise<T> {
+    const result = this.tail.then(fn);
+    // The chain continues whether this step failed or not.
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}

@@ -1,0 +1,400 @@
+/**
+ * Every change to the merged view. Each mutation goes through the copy-up gate first, writes
+ * only to the upper layer, records deletions as kernel-form whiteouts where a lower layer still
+ * shows the name, and updates the dentry cache for exactly what it changed. Entries that must
+ * appear atomically over a whiteout are built in the work directory and renamed into place.
+ * Callers serialize mutations (see lock.ts), so no two of these interleave.
+ */
+import { constants as fsc } from 'node:fs';
+import { sys } from '../native/sys.js';
+import { copyUp, copyUpDir, workName } from './copy-up.js';
+import { check, E, FsError, fsErr } from './errno.js';
+import { makeWhiteout, PRIVATE_XATTR_PREFIX, removeRedirect, setOpaque, setRedirect } from './encoding.js';
+import { joinRel, removeContents, type Layer } from './layers.js';
+import { Node, type Kind } from './node.js';
+import { newStat, S, S_ISGID, S_IFMT, S_IFREG } from './stat.js';
+import { kindOfMode, type Union } from './union.js';
+
+/** The process on whose behalf a new entry is created. */
+export interface Caller {
+  uid: number;
+  gid: number;
+}
+
+const OPEN_STRIP = fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOCTTY | fsc.O_TRUNC;
+const WRITE_ACCESS = fsc.O_WRONLY | fsc.O_RDWR;
+
+export class Mutations {
+  private readonly st = newStat();
+
+  constructor(private readonly u: Union) {}
+
+  private upper(): Layer {
+    if (this.u.upper === null) throw fsErr(E.EROFS);
+    return this.u.upper;
+  }
+
+  /** Parent directory and name of a new entry, checked and made writable. */
+  private prepareNew(path: string): { parent: Node; name: string; upper: Layer; overWhiteout: boolean } {
+    const upper = this.upper();
+    const { parent, name } = this.u.lookupParent(path);
+    this.u.checkName(name);
+    const state = this.u.dirState(parent);
+    if (state.children.has(name)) throw fsErr(E.EEXIST);
+    copyUpDir(this.u, parent);
+    return { parent, name, upper, overWhiteout: state.upperWhiteouts.has(name) };
+  }
+
+  /**
+   * Owner of a new entry: the caller, except that a setgid parent passes its group on (the
+   * filesystem below already did that, so the group is left alone).
+   */
+  private own(fd: number | null, rel: string, caller: Caller, parent: Node, mode: number): void {
+    const upper = this.u.upper!;
+    check(sys.lstatAt(upper.fd, parent.rel(), this.st), 'stat parent');
+    const gid = this.st[S.mode]! & S_ISGID ? -1 : caller.gid;
+    if (caller.uid === 0 && (gid === -1 || caller.gid === 0)) return;
+    if (fd !== null) {
+      check(sys.fchown(fd, caller.uid, gid), 'chown new entry');
+      if (mode & 0o6000) check(sys.fchmod(fd, mode & 0o7777), 'chmod new entry');
+    } else {
+      check(sys.chownAt(upper.fd, rel, caller.uid, gid), 'chown new entry');
+      if (mode & 0o6000 && (mode & S_IFMT) !== 0o120000) check(sys.chmodAt(upper.fd, rel, mode & 0o7777), 'chmod new entry');
+    }
+  }
+
+  private addChild(parent: Node, name: string, kind: Kind, lowerVisible: boolean): Node {
+    const state = this.u.dirState(parent);
+    const node = new Node(name, parent, kind, true, null, lowerVisible);
+    state.children.set(name, node);
+    state.upperWhiteouts.delete(name);
+    this.u.cache.added();
+    return node;
+  }
+
+  /** Create and open a regular file; answers the open fd and the new node. */
+  create(path: string, mode: number, flags: number, caller: Caller): { fd: number; node: Node } {
+    const { parent, name, upper, overWhiteout } = this.prepareNew(path);
+    const rel = parent.childRel(name);
+    const openFlags = (flags & ~OPEN_STRIP) | fsc.O_CREAT | fsc.O_EXCL;
+    let fd: number;
+    if (overWhiteout) {
+      const tmp = workName();
+      fd = check(sys.openAt(this.u.stack.workFd, tmp, openFlags, mode & 0o7777), 'create');
+      try {
+        this.own(fd, rel, caller, parent, mode);
+        check(sys.renameAt2(this.u.stack.workFd, tmp, upper.fd, rel, 0), 'create over whiteout');
+      } catch (err) {
+        sys.close(fd);
+        sys.unlinkAt(this.u.stack.workFd, tmp, 0);
+        throw err;
+      }
+    } else {
+      fd = check(sys.openAt(upper.fd, rel, openFlags, mode & 0o7777), 'create');
+      try {
+        this.own(fd, rel, caller, parent, mode);
+      } catch (err) {
+        sys.close(fd);
+        sys.unlinkAt(upper.fd, rel, 0);
+        throw err;
+      }
+    }
+    return { fd, node: this.addChild(parent, name, 'file', overWhiteout) };
+  }
+
+  mkdir(path: string, mode: number, caller: Caller): void {
+    const { parent, name, upper, overWhiteout } = this.prepareNew(path);
+    const rel = parent.childRel(name);
+    const wfd = this.u.stack.workFd;
+    if (overWhiteout) {
+      // Build the opaque directory in the work dir, swap it with the whiteout, drop the whiteout.
+      const tmp = workName();
+      check(sys.mkdirAt(wfd, tmp, mode & 0o7777), 'mkdir');
+      try {
+        this.ownAt(wfd, tmp, caller, parent, mode);
+        check(setOpaque(wfd, tmp), 'mark opaque');
+        check(sys.renameAt2(wfd, tmp, upper.fd, rel, sys.RENAME_EXCHANGE), 'mkdir over whiteout');
+      } catch (err) {
+        sys.unlinkAt(wfd, tmp, sys.AT_REMOVEDIR);
+        throw err;
+      }
+      sys.unlinkAt(wfd, tmp, 0);
+    } else {
+      check(sys.mkdirAt(upper.fd, rel, mode & 0o7777), 'mkdir');
+      this.own(null, rel, caller, parent, mode);
+    }
+    const node = this.addChild(parent, name, 'dir', overWhiteout);
+    this.u.cache.loaded(node, { lowerSources: [], opaque: overWhiteout, children: new Map(), upperWhiteouts: new Set() });
+  }
+
+  /** chown for an entry still in the work dir (its future parent decides the group). */
+  private ownAt(dirfd: number, rel: string, caller: Caller, parent: Node, mode: number): void {
+    check(sys.lstatAt(this.u.upper!.fd, parent.rel(), this.st), 'stat parent');
+    const gid = this.st[S.mode]! & S_ISGID ? this.st[S.gid]! : caller.gid;
+    check(sys.chownAt(dirfd, rel, caller.uid, gid), 'chown new entry');
+    if (mode & 0o6000) check(sys.chmodAt(dirfd, rel, mode & 0o7777), 'chmod new entry');
+  }
+
+  mknod(path: string, mode: number, dev: number, caller: Caller): void {
+    const { parent, name, upper, overWhiteout } = this.prepareNew(path);
+    const rel = parent.childRel(name);
+    this.place(upper, rel, overWhiteout, (dirfd, p) => {
+      check(sys.mknodAt(dirfd, p, mode, dev), 'mknod');
+      this.ownAt(dirfd, p, caller, parent, mode);
+    });
+    this.addChild(parent, name, kindOfMode(mode), overWhiteout);
+  }
+
+  symlink(target: string, path: string, caller: Caller): void {
+    const { parent, name, upper, overWhiteout } = this.prepareNew(path);
+    const rel = parent.childRel(name);
+    this.place(upper, rel, overWhiteout, (dirfd, p) => {
+      check(sys.symlinkAt(target, dirfd, p), 'symlink');
+      this.ownAt(dirfd, p, caller, parent, 0);
+    });
+    this.addChild(parent, name, 'symlink', overWhiteout);
+  }
+
+  async link(src: string, dst: string): Promise<void> {
+    const node = this.u.lookup(src);
+    if (node.kind === 'dir') throw fsErr(E.EPERM);
+    const { parent, name, upper, overWhiteout } = this.prepareNew(dst);
+    await copyUp(this.u, node);
+    const srcRel = node.rel();
+    const rel = parent.childRel(name);
+    this.place(upper, rel, overWhiteout, (dirfd, p) => check(sys.linkAt(upper.fd, srcRel, dirfd, p), 'link'));
+    const added = this.addChild(parent, name, node.kind, overWhiteout);
+    added.ino = node.ino;
+  }
+
+  /** Make a non-directory at upper/rel: directly, or in the work dir and renamed over a whiteout. */
+  private place(upper: Layer, rel: string, overWhiteout: boolean, make: (dirfd: number, path: string) => void): void {
+    if (!overWhiteout) {
+      make(upper.fd, rel);
+      return;
+    }
+    const wfd = this.u.stack.workFd;
+    const tmp = workName();
+    try {
+      make(wfd, tmp);
+      check(sys.renameAt2(wfd, tmp, upper.fd, rel, 0), 'replace whiteout');
+    } catch (err) {
+      sys.unlinkAt(wfd, tmp, 0);
+      throw err;
+    }
+  }
+
+  unlink(path: string): void {
+    const upper = this.upper();
+    const node = this.u.lookup(path);
+    if (node.kind === 'dir') throw fsErr(E.EISDIR);
+    const parent = node.parent!;
+    copyUpDir(this.u, parent);
+    const rel = node.rel();
+    this.removeEntry(upper, node, rel);
+    const state = this.u.dirState(parent);
+    state.children.delete(node.name);
+    if (node.lowerVisible) state.upperWhiteouts.add(node.name);
+    node.unlinked = true;
+    this.u.cache.removed();
+  }
+
+  /** Take a non-directory out of the view: replace it with a whiteout or delete it. */
+  private removeEntry(upper: Layer, node: Node, rel: string): void {
+    if (!node.lowerVisible) {
+      check(sys.unlinkAt(upper.fd, rel, 0), 'unlink');
+    } else if (!node.inUpper) {
+      check(makeWhiteout(upper.fd, rel), 'whiteout');
+    } else {
+      // One atomic step: a whiteout built in the work dir replaces the upper entry.
+      const wfd = this.u.stack.workFd;
+      const tmp = workName();
+      check(makeWhiteout(wfd, tmp), 'whiteout');
+      const r = sys.renameAt2(wfd, tmp, upper.fd, rel, 0);
+      if (r < 0) {
+        sys.unlinkAt(wfd, tmp, 0);
+        throw new FsError(-r, 'whiteout ' + rel);
+      }
+    }
+  }
+
+  rmdir(path: string): void {
+    const upper = this.upper();
+    const node = this.u.lookup(path);
+    if (node.kind !== 'dir') throw fsErr(E.ENOTDIR);
+    if (node.parent === null) throw fsErr(E.EBUSY);
+    if (!this.u.isEmpty(node)) throw fsErr(E.ENOTEMPTY);
+    const parent = node.parent;
+    copyUpDir(this.u, parent);
+    const rel = node.rel();
+    this.removeDir(upper, node, rel);
+    const state = this.u.dirState(parent);
+    state.children.delete(node.name);
+    if (node.lowerVisible) state.upperWhiteouts.add(node.name);
+    node.unlinked = true;
+    this.u.cache.forget(node);
+    this.u.cache.removed();
+  }
+
+  /** Take an empty (in the merged view) directory out: its upper copy holds only whiteouts. */
+  private removeDir(upper: Layer, node: Node, rel: string): void {
+    const wfd = this.u.stack.workFd;
+    if (!node.inUpper) {
+      check(makeWhiteout(upper.fd, rel), 'whiteout');
+      return;
+    }
+    const tmp = workName();
+    if (node.lowerVisible) {
+      check(makeWhiteout(wfd, tmp), 'whiteout');
+      const r = sys.renameAt2(wfd, tmp, upper.fd, rel, sys.RENAME_EXCHANGE);
+      if (r < 0) {
+        sys.unlinkAt(wfd, tmp, 0);
+        throw new FsError(-r, 'rmdir ' + rel);
+      }
+    } else {
+      check(sys.renameAt2(upper.fd, rel, wfd, tmp, 0), 'rmdir ' + rel);
+    }
+    removeContents(wfd, tmp);
+    sys.unlinkAt(wfd, tmp, sys.AT_REMOVEDIR);
+  }
+
+  async rename(src: string, dst: string): Promise<void> {
+    const upper = this.upper();
+    const node = this.u.lookup(src);
+    if (node.parent === null) throw fsErr(E.EBUSY);
+    const { parent: dparent, name: dname } = this.u.lookupParent(dst);
+    this.u.checkName(dname);
+    const dstate = this.u.dirState(dparent);
+    const existing = dstate.children.get(dname);
+    if (existing === node) return;
+    if (existing !== undefined) {
+      if (node.kind === 'dir') {
+        if (existing.kind !== 'dir') throw fsErr(E.ENOTDIR);
+        if (!this.u.isEmpty(existing)) throw fsErr(E.ENOTEMPTY);
+      } else if (existing.kind === 'dir') {
+        throw fsErr(E.EISDIR);
+      }
+    }
+    for (let n: Node | null = dparent; n !== null; n = n.parent) if (n === node) throw fsErr(E.EINVAL);
+
+    const sparent = node.parent;
+    copyUpDir(this.u, sparent);
+    copyUpDir(this.u, dparent);
+    const dstLowerVisible = existing !== undefined ? existing.lowerVisible : dstate.upperWhiteouts.has(dname);
+    const dstRel = joinRel(dparent.rel(), dname);
+    if (node.kind === 'dir') {
+      // No EXDEV: the directory moves in the upper and keeps finding its lower content through
+      // a redirect to its lower path (the kernel's format, followed on remount by both).
+      copyUpDir(this.u, node);
+      const state = this.u.dirState(node);
+      const srcRel = node.rel();
+      const lowerPath = state.lowerSources[0]?.path;
+      if (lowerPath !== undefined) {
+        if (lowerPath !== dstRel) check(setRedirect(upper.fd, srcRel, lowerPath), 'set redirect');
+        else removeRedirect(upper.fd, srcRel);
+      } else if (dstLowerVisible && !state.opaque) {
+        check(setOpaque(upper.fd, srcRel), 'mark opaque');
+        state.opaque = true;
+      }
+    } else {
+      await copyUp(this.u, node);
+    }
+    const srcRel = node.rel();
+    if (existing !== undefined && existing.kind === 'dir' && existing.inUpper) {
+      // The replaced directory is empty in the merged view: its upper copy holds only whiteouts.
+      removeContents(upper.fd, existing.rel());
+    } else if (existing === undefined && dstLowerVisible && node.kind === 'dir') {
+      // A directory cannot be renamed over the whiteout device: remove the whiteout first.
+      sys.unlinkAt(upper.fd, dstRel, 0);
+    }
+    this.moveInUpper(upper, srcRel, dstRel, node.lowerVisible);
+
+    const sstate = this.u.dirState(sparent);
+    sstate.children.delete(node.name);
+    if (node.lowerVisible) sstate.upperWhiteouts.add(node.name);
+    if (existing !== undefined) {
+      existing.unlinked = true;
+      this.u.cache.forget(existing);
+      this.u.cache.removed();
+    }
+    dstate.children.set(dname, node);
+    dstate.upperWhiteouts.delete(dname);
+    node.name = dname;
+    node.parent = dparent;
+    node.lowerVisible = dstLowerVisible;
+  }
+
+  /** rename(2) in the upper, leaving a whiteout behind when a lower layer shows the old name. */
+  private moveInUpper(upper: Layer, srcRel: string, dstRel: string, whiteout: boolean): void {
+    if (!whiteout) {
+      check(sys.renameAt2(upper.fd, srcRel, upper.fd, dstRel, 0), 'rename');
+      return;
+    }
+    const r = sys.renameAt2(upper.fd, srcRel, upper.fd, dstRel, sys.RENAME_WHITEOUT);
+    if (r === 0) return;
+    if (-r !== E.EINVAL && -r !== E.EOPNOTSUPP) throw new FsError(-r, 'rename');
+    // The upper filesystem cannot do RENAME_WHITEOUT: rename, then whiteout.
+    check(sys.renameAt2(upper.fd, srcRel, upper.fd, dstRel, 0), 'rename');
+    check(makeWhiteout(upper.fd, srcRel), 'whiteout');
+  }
+
+  async chmod(path: string, mode: number): Promise<void> {
+    const node = await this.writable(path, true);
+    check(sys.chmodAt(this.u.upper!.fd, node.rel(), mode & 0o7777), 'chmod');
+  }
+
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    const node = await this.writable(path, true);
+    check(sys.chownAt(this.u.upper!.fd, node.rel(), uid, gid), 'chown');
+  }
+
+  async utimens(path: string, aSec: number, aNsec: number, mSec: number, mNsec: number): Promise<void> {
+    const node = await this.writable(path, true);
+    check(sys.utimensAt(this.u.upper!.fd, node.rel(), aSec, aNsec, mSec, mNsec), 'utimens');
+  }
+
+  async truncate(path: string, size: number): Promise<void> {
+    const node = await this.writable(path, size > 0);
+    if (node.kind === 'dir') throw fsErr(E.EISDIR);
+    const fd = check(sys.openAt(this.u.upper!.fd, node.rel(), fsc.O_WRONLY | sys.O_NOFOLLOW, 0), 'truncate');
+    try {
+      check(sys.ftruncate(fd, size), 'truncate');
+    } finally {
+      sys.close(fd);
+    }
+  }
+
+  async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
+    if (name.startsWith(PRIVATE_XATTR_PREFIX)) throw fsErr(E.EPERM);
+    const node = await this.writable(path, true);
+    check(sys.setxattrAt(this.u.upper!.fd, node.rel(), name, value, flags), 'setxattr');
+  }
+
+  async removexattr(path: string, name: string): Promise<void> {
+    if (name.startsWith(PRIVATE_XATTR_PREFIX)) throw fsErr(E.EPERM);
+    const node = await this.writable(path, true);
+    check(sys.removexattrAt(this.u.upper!.fd, node.rel(), name), 'removexattr');
+  }
+
+  /** Open an existing entry; write access or O_TRUNC copies it up first. */
+  async open(path: string, flags: number): Promise<{ fd: number; node: Node }> {
+    const node = this.u.lookup(path);
+    const wants = (flags & WRITE_ACCESS) !== 0 || (flags & fsc.O_TRUNC) !== 0;
+    const openFlags = (flags & ~(fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOCTTY)) | sys.O_NOFOLLOW;
+    if (wants) {
+      this.upper();
+      await copyUp(this.u, node, (flags & fsc.O_TRUNC) === 0);
+    }
+    const { layer, path: rel } = this.u.location(node);
+    const fd = check(sys.openAt(layer.fd, rel, openFlags, 0), 'open');
+    return { fd, node };
+  }
+
+  private async writable(path: string, withData: boolean): Promise<Node> {
+    this.upper();
+    const node = this.u.lookup(path);
+    await copyUp(this.u, node, withData);
+    return node;
+  }
+}
+

@@ -1,0 +1,294 @@
+/**
+ * The merged view: top-down lookup through the dentry cache, directory merging (whiteouts,
+ * opaque directories, redirects), stat with stable inode numbers, and listing. Lower layers are
+ * only ever read here; every write goes through copy-up.ts and mutations.ts.
+ */
+import { sys } from '../native/sys.js';
+import { E, fsErr, FsError } from './errno.js';
+import {
+  hasTarWhiteout,
+  isReservedName,
+  isWhiteoutStat,
+  isXattrWhiteout,
+  OPAQUE_MARKER,
+  readDirMarks,
+  WH_PREFIX,
+} from './encoding.js';
+import { joinRel, ROOT, type Layer, type LayerStack } from './layers.js';
+import { DentryCache, Node, type DirState, type Kind, type Source } from './node.js';
+import { newStat, S, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, setStatIno, statIno, statSize } from './stat.js';
+
+export interface UnionOptions {
+  /** Bound on cached directory entries. */
+  maxCacheEntries: number;
+}
+
+const TWO32 = 4294967296;
+
+interface MergeSource extends Source {
+  xattrWhiteouts: boolean;
+}
+
+export class Union {
+  readonly cache: DentryCache;
+  readonly root: Node;
+  readonly upper: Layer | null;
+  private readonly devIndex = new Map<number, number>();
+  private readonly scratch = newStat();
+
+  constructor(
+    readonly stack: LayerStack,
+    options: UnionOptions,
+  ) {
+    this.cache = new DentryCache(options.maxCacheEntries);
+    this.upper = stack.upper;
+    const top = stack.lowers[0]!;
+    this.root = new Node('', null, 'dir', stack.upper !== null, { layer: top, path: ROOT }, false);
+    for (const l of stack.all) if (!this.devIndex.has(l.dev)) this.devIndex.set(l.dev, this.devIndex.size);
+  }
+
+  /** The node at FUSE path `path` ("/a/b"); throws ENOENT or ENOTDIR. */
+  lookup(path: string): Node {
+    const stats = this.cache.stats;
+    stats.lookups++;
+    const before = stats.misses;
+    let node = this.root;
+    if (path.length > 1) {
+      let start = 1;
+      for (;;) {
+        const slash = path.indexOf('/', start);
+        const name = slash < 0 ? path.slice(start) : path.slice(start, slash);
+        if (node.kind !== 'dir') throw fsErr(E.ENOTDIR);
+        const child = this.dirState(node).children.get(name);
+        if (child === undefined) {
+          if (stats.misses === before) stats.hits++;
+          throw fsErr(E.ENOENT);
+        }
+        node = child;
+        if (slash < 0) break;
+        start = slash + 1;
+      }
+    }
+    if (stats.misses === before) stats.hits++;
+    return node;
+  }
+
+  /** Split a FUSE path into its parent directory node and final name. */
+  lookupParent(path: string): { parent: Node; name: string } {
+    const slash = path.lastIndexOf('/');
+    const parent = this.lookup(slash <= 0 ? '/' : path.slice(0, slash));
+    if (parent.kind !== 'dir') throw fsErr(E.ENOTDIR);
+    return { parent, name: path.slice(slash + 1) };
+  }
+
+  /** The loaded state of a directory node, loading it on first use. */
+  dirState(dir: Node): DirState {
+    const state = dir.dir;
+    if (state !== undefined) {
+      this.cache.touch(dir);
+      return state;
+    }
+    this.cache.stats.misses++;
+    const loaded = this.loadDir(dir);
+    this.cache.loaded(dir, loaded);
+    return loaded;
+  }
+
+  /** Where the visible entry of `node` lives: the upper, or its top-most lower. */
+  location(node: Node): { layer: Layer; path: string } {
+    if (node.inUpper) return { layer: this.upper!, path: node.rel() };
+    return node.lower!;
+  }
+
+  /** lstat the visible entry into `out`, with the node's stable inode number. */
+  stat(node: Node, out: Uint32Array): void {
+    const { layer, path } = this.location(node);
+    const r = sys.lstatAt(layer.fd, path, out);
+    if (r < 0) throw new FsError(-r, 'stat ' + path);
+    this.applyIno(node, layer, out);
+    if (node.kind === 'dir' && node.dir !== undefined && node.dir.lowerSources.length > (node.inUpper ? 0 : 1)) {
+      // Like the kernel, report nlink 1 for merged directories: the real count is unknowable cheaply.
+      out[S.nlink] = 1;
+    }
+  }
+
+  applyIno(node: Node, layer: Layer, st: Uint32Array): void {
+    if (node.ino === 0) {
+      const real = statIno(st);
+      node.ino = this.stack.singleDevice ? real : real + (this.devIndex.get(layer.dev) ?? 0) * 2 ** 48;
+      if (node.ino === 0) node.ino = 1;
+    }
+    setStatIno(st, node.ino);
+    if (node.unlinked) st[S.nlink] = 0;
+  }
+
+  /** Lower directories merged under `dir`, following opaque marks and redirects. */
+  private lowerSources(dir: Node, upperMarks: { opaque: boolean; redirect: string | null } | null): MergeSource[] {
+    const out: MergeSource[] = [];
+    if (upperMarks?.opaque) return out;
+    let redirect = upperMarks?.redirect ?? null;
+    const parentSources = dir.parent === null ? null : this.dirState(dir.parent).lowerSources;
+    for (const layer of this.stack.lowers) {
+      let rel: string;
+      if (redirect !== null) rel = redirect;
+      else if (parentSources === null) rel = ROOT;
+      else {
+        const ps = parentSources.find((s) => s.layer === layer);
+        if (ps === undefined) continue;
+        rel = joinRel(ps.path, dir.name);
+      }
+      const r = sys.lstatAt(layer.fd, rel, this.scratch);
+      if (r < 0) {
+        // Absent here; an OCI-form whiteout in this layer still hides the layers below.
+        if (rel !== ROOT && hasTarWhiteout(layer, rel)) break;
+        continue;
+      }
+      if ((this.scratch[S.mode]! & S_IFMT) !== S_IFDIR) break;
+      const marks = readDirMarks(layer, rel);
+      out.push({ layer, path: rel, xattrWhiteouts: marks.xattrWhiteouts });
+      if (marks.opaque) break;
+      if (rel !== ROOT && hasTarWhiteout(layer, rel)) break;
+      if (marks.redirect !== null) redirect = marks.redirect;
+    }
+    return out;
+  }
+
+  private loadDir(dir: Node): DirState {
+    const layers: MergeSource[] = [];
+    let opaque = false;
+    if (dir.inUpper) {
+      const marks = readDirMarks(this.upper!, dir.rel());
+      opaque = marks.opaque;
+      layers.push({ layer: this.upper!, path: dir.rel(), xattrWhiteouts: marks.xattrWhiteouts });
+      const lowers = this.lowerSources(dir, marks);
+      layers.push(...lowers);
+      return this.merge(dir, layers, lowers, opaque);
+    }
+    const lowers = this.lowerSources(dir, null);
+    return this.merge(dir, lowers, lowers, false);
+  }
+
+  private merge(dir: Node, layers: MergeSource[], lowerSources: Source[], opaque: boolean): DirState {
+    const children = new Map<string, Node>();
+    const upperWhiteouts = new Set<string>();
+    // For each name, whether the first lower layer that mentions it shows an entry (true) or a
+    // whiteout (false): that decides whether deleting the name later needs a whiteout.
+    const lowerFirst = new Map<string, boolean>();
+    const hidden = new Set<string>();
+    for (const src of layers) {
+      const list = sys.readdirAt(src.layer.fd, src.path);
+      if (typeof list === 'number') {
+        if (-list === E.ENOENT || -list === E.ENOTDIR) continue;
+        throw new FsError(-list, 'list ' + src.path);
+      }
+      const whiteouts: string[] = [];
+      const { names, types } = list;
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i]!;
+        let type = types[i]!;
+        if (name.startsWith(WH_PREFIX)) {
+          if (name !== OPAQUE_MARKER && name.length > WH_PREFIX.length) whiteouts.push(name.slice(WH_PREFIX.length));
+          continue;
+        }
+        const rel = joinRel(src.path, name);
+        if (type === sys.DT_UNKNOWN || type === sys.DT_CHR || (type === sys.DT_REG && src.xattrWhiteouts)) {
+          if (sys.lstatAt(src.layer.fd, rel, this.scratch) < 0) continue;
+          if (isWhiteoutStat(this.scratch)) {
+            whiteouts.push(name);
+            continue;
+          }
+          const fmt = this.scratch[S.mode]! & S_IFMT;
+          if (fmt === S_IFREG && src.xattrWhiteouts && statSize(this.scratch) === 0 && isXattrWhiteout(src.layer, rel)) {
+            whiteouts.push(name);
+            continue;
+          }
+          type = dtFromMode(fmt);
+        }
+        if (!src.layer.writable && !lowerFirst.has(name)) lowerFirst.set(name, true);
+        if (children.has(name) || hidden.has(name)) continue;
+        const writable = src.layer.writable;
+        children.set(name, new Node(name, dir, kindOf(type), writable, writable ? null : { layer: src.layer, path: rel }, false));
+      }
+      for (const name of whiteouts) {
+        if (src.layer.writable) upperWhiteouts.add(name);
+        else if (!lowerFirst.has(name)) lowerFirst.set(name, false);
+        if (!children.has(name)) hidden.add(name);
+      }
+    }
+    for (const [name, child] of children) child.lowerVisible = lowerFirst.get(name) === true;
+    return { lowerSources, opaque, children, upperWhiteouts };
+  }
+
+  /** Whether a lower layer still shows `name` in directory `dir` (so deleting it needs a whiteout). */
+  lowerHas(dir: Node, name: string): boolean {
+    for (const src of this.dirState(dir).lowerSources) {
+      const rel = joinRel(src.path, name);
+      if (sys.lstatAt(src.layer.fd, rel, this.scratch) === 0) return !isWhiteoutStat(this.scratch);
+      if (hasTarWhiteout(src.layer, rel)) return false;
+    }
+    return false;
+  }
+
+  /** Names for readdir, "." and ".." included. */
+  list(dir: Node): { names: string[]; nodes: Node[] } {
+    const state = this.dirState(dir);
+    const names = ['.', '..'];
+    const nodes: Node[] = [dir, dir.parent ?? dir];
+    for (const [name, node] of state.children) {
+      names.push(name);
+      nodes.push(node);
+    }
+    return { names, nodes };
+  }
+
+  isEmpty(dir: Node): boolean {
+    return this.dirState(dir).children.size === 0;
+  }
+
+  statfs(out: Float64Array): void {
+    const layer = this.upper ?? this.stack.lowers[0]!;
+    const r = sys.statvfsFd(layer.fd, out);
+    if (r < 0) throw new FsError(-r, 'statfs');
+    // Leave room for the ".wh." prefix so every visible name can be whited out.
+    out[10] = Math.max(1, out[10]! - WH_PREFIX.length);
+  }
+
+  checkName(name: string): void {
+    if (isReservedName(name)) throw new FsError(E.EINVAL, `names starting with ${WH_PREFIX} are reserved`);
+  }
+}
+
+export function kindOf(dtype: number): Kind {
+  if (dtype === sys.DT_DIR) return 'dir';
+  if (dtype === sys.DT_REG) return 'file';
+  if (dtype === sys.DT_LNK) return 'symlink';
+  return 'special';
+}
+
+function dtFromMode(fmt: number): number {
+  switch (fmt) {
+    case S_IFDIR:
+      return sys.DT_DIR;
+    case S_IFREG:
+      return sys.DT_REG;
+    case S_IFLNK:
+      return sys.DT_LNK;
+    default:
+      return sys.DT_CHR;
+  }
+}
+
+export function kindOfMode(mode: number): Kind {
+  switch (mode & S_IFMT) {
+    case S_IFDIR:
+      return 'dir';
+    case S_IFREG:
+      return 'file';
+    case S_IFLNK:
+      return 'symlink';
+    default:
+      return 'special';
+  }
+}
+
+export { TWO32 };

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Debian packages strata needs, installed only when missing (idempotent, quiet when all present).
+#   libfuse2, libfuse-dev, pkg-config  the FUSE library fuse-native links and is rebuilt against
+#   fuse-overlayfs                     peer for tests (format round trips) and benchmarks
+#   attr, acl                          getfattr/setfattr, getfacl/setfacl for tests
+#   fio                                benchmarks
+#   busybox-static                     a tiny real rootfs for the demo and tests
+#   util-linux (setpriv)               run test commands as another user
+set -euo pipefail
+PKGS=(libfuse2 libfuse-dev pkg-config fuse-overlayfs attr acl fio busybox-static util-linux psmisc)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "native-deps: need root to install: ${missing[*]}" >&2
+  exit 1
+fi
+echo "native-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

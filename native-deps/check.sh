@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Check that the native side works: /dev/fuse, the patched fuse-native binding, the syscall
+# helper, kernel overlayfs (the test oracle). Prints one line per problem; exit 1 if any.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bad=0
+problem() { echo "native-deps: $*" >&2; bad=1; }
+[ -c /dev/fuse ] || problem "/dev/fuse is missing (modprobe fuse, or give the container --device /dev/fuse)"
+ldconfig -p | grep -q 'libfuse.so.2 ' || problem "libfuse.so.2 is missing (apt-get install libfuse2)"
+node -e "const F=require('fuse-native'); if (!F.STRATA_PATCHED) process.exit(3)" 2>/dev/null \
+  || problem "fuse-native is not the patched build (bash native-deps/fuse-native/install.sh)"
+node -e "require('./native-deps/sys/build/Release/strata_sys.node')" 2>/dev/null \
+  || problem "the syscall helper does not load (bash native-deps/sys/build.sh)"
+grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || problem "kernel overlayfs is not available (tests use it as the oracle)"
+exit $bad

@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "strata_sys",
+      "sources": ["strata_sys.c"],
+      "defines": ["_GNU_SOURCE", "_FILE_OFFSET_BITS=64", "NAPI_VERSION=8"],
+      "cflags": ["-O2", "-Wall"]
+    }
+  ]
+}

@@ -1,0 +1,33 @@
+/** Running commands in tests: the strata CLI (the built one, as users run it) and shell lines. */
+import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const CLI = ROOT + 'dist/cli/main.js';
+
+export interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function run(cmd: string, args: string[], opts: SpawnSyncOptions = {}): Result {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000, ...opts });
+  if (r.error) throw r.error;
+  return { code: r.status ?? 128 + 9, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
+}
+
+export function sh(line: string, opts: SpawnSyncOptions = {}): Result {
+  return run('bash', ['-c', line], opts);
+}
+
+/** Run a shell line and fail loudly if it does not exit 0. */
+export function must(line: string, opts: SpawnSyncOptions = {}): string {
+  const r = sh(line, opts);
+  if (r.code !== 0) throw new Error(`command failed (${r.code}): ${line}\n${r.stderr}`);
+  return r.stdout;
+}
+
+export function strata(args: string[], opts: SpawnSyncOptions = {}): Result {
+  return run(process.execPath, [CLI, ...args], opts);
+}

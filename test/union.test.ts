@@ -1,0 +1,242 @@
+/**
+ * Union semantics through a real strata mount, one behaviour per test, checked against the
+ * layers on disk (the overlay format) and, where it matters, against kernel overlayfs.
+ */
+import t from 'tap';
+import { closeSync, existsSync, fstatSync, lstatSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { sys } from '../driver/native/sys.js';
+import { kernelLayers, ociLayers } from './lib/fixtures.js';
+import { layout, mountKernel, mountStrata, tempDir, unmountStrata, type Layout } from './lib/mounts.js';
+import { must, sh } from './lib/run.js';
+import { diffSnapshots, snapshot } from './lib/tree.js';
+
+function strataOver(t: Tap, build: (lowers: string[]) => void = kernelLayers, rw = true): Layout {
+  const l = layout(tempDir(t));
+  build(l.lowers);
+  mountStrata(t, l, [], rw);
+  return l;
+}
+type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
+
+const xattr = (p: string, n: string): string | null => {
+  const v = sys.getxattrAt(sys.AT_FDCWD, p, n);
+  return typeof v === 'number' ? null : v.toString();
+};
+const isWhiteout = (p: string): boolean => {
+  const st = lstatSync(p);
+  return st.isCharacterDevice() && st.rdev === 0;
+};
+
+t.test('the merged view equals kernel overlayfs over the same layers', async (t) => {
+  const base = tempDir(t);
+  const k = layout(base, 3, 'k-');
+  const s = layout(base, 3, 's-');
+  kernelLayers(k.lowers);
+  kernelLayers(s.lowers);
+  mountKernel(t, k, false);
+  mountStrata(t, s, [], false);
+  t.same(diffSnapshots(snapshot(k.mnt, { nlink: true, mtime: true }), snapshot(s.mnt, { nlink: true, mtime: true })), []);
+});
+
+t.test('OCI-form whiteouts and opaque markers read like the kernel forms', async (t) => {
+  const base = tempDir(t);
+  const k = layout(base, 3, 'k-');
+  const s = layout(base, 3, 's-');
+  kernelLayers(k.lowers);
+  ociLayers(s.lowers);
+  mountKernel(t, k, false);
+  mountStrata(t, s, [], false);
+  t.same(diffSnapshots(snapshot(k.mnt), snapshot(s.mnt)), []);
+  t.notOk(readdirSync(join(s.mnt, 'opq')).some((n) => n.startsWith('.wh.')), 'no .wh. names are listed');
+});
+
+t.test('without an upper the mount is read-only: writes get EROFS', async (t) => {
+  const l = strataOver(t, kernelLayers, false);
+  t.throws(() => writeFileSync(join(l.mnt, 'etc/hostname'), 'x'), { code: 'EROFS' });
+  t.throws(() => writeFileSync(join(l.mnt, 'new'), 'x'), { code: 'EROFS' });
+  t.throws(() => unlinkSync(join(l.mnt, 'etc/hostname')), { code: 'EROFS' });
+  t.equal(readFileSync(join(l.mnt, 'etc/hostname'), 'utf8'), 'mid-hostname\n');
+});
+
+t.test('copy-up keeps data and all metadata: mode with setuid, owner, ns times, xattrs, capabilities, ACLs', async (t) => {
+  const l = strataOver(t);
+  const low = join(l.lowers[2]!, 'data/kept.txt');
+  must(`setcap cap_net_raw+ep ${low} 2>/dev/null || setfattr -n security.capability -v 0sAQAAAgAgAAAAAAAAAAAAAAAAAAA= ${low}`);
+  must(`setfacl -m u:1234:r ${low}`);
+  must(`touch -h -d '2019-05-06 07:08:09.987654321' ${low}`);
+  const before = lstatSync(join(l.mnt, 'data/kept.txt'), { bigint: true });
+  must(`setfattr -n user.extra -v 1 ${join(l.mnt, 'data/kept.txt')}`); // triggers copy-up
+  const up = join(l.upper, 'data/kept.txt');
+  t.ok(existsSync(up), 'copied up');
+  const st = lstatSync(up, { bigint: true });
+  t.equal(st.mode, before.mode, 'mode');
+  t.equal(st.uid, 1000n);
+  t.equal(st.gid, 1000n);
+  t.equal(st.mtimeNs, before.mtimeNs, 'mtime to the nanosecond');
+  t.equal(readFileSync(up, 'utf8'), 'kept\n');
+  t.equal(xattr(up, 'user.comment'), 'lower');
+  t.ok(xattr(up, 'security.capability') !== null, 'security.capability kept');
+  t.match(must(`getfacl -p ${up}`), /user:1234:r/, 'ACL kept');
+  t.equal(xattr(low, 'user.extra'), null, 'the lower layer is untouched');
+
+  must(`chmod 4711 ${join(l.mnt, 'usr/bin/tool')}`);
+  t.equal(lstatSync(join(l.upper, 'usr/bin/tool')).mode & 0o7777, 0o4711, 'setuid survives chmod copy-up');
+  t.equal(statSync(join(l.upper, 'usr/bin')).mtimeMs, statSync(join(l.lowers[2]!, 'usr/bin')).mtimeMs, 'parents copied with their times');
+});
+
+t.test('unlink of a lower file writes a kernel whiteout; of an upper-only file, nothing', async (t) => {
+  const l = strataOver(t);
+  unlinkSync(join(l.mnt, 'etc/passwd'));
+  t.ok(isWhiteout(join(l.upper, 'etc/passwd')), 'char 0:0 whiteout');
+  t.notOk(existsSync(join(l.mnt, 'etc/passwd')));
+  writeFileSync(join(l.mnt, 'etc/fresh'), 'x');
+  unlinkSync(join(l.mnt, 'etc/fresh'));
+  t.notOk(existsSync(join(l.upper, 'etc/fresh')), 'no whiteout where no lower has the name');
+  t.notOk(readdirSync(join(l.mnt, 'etc')).includes('passwd'));
+});
+
+t.test('rmdir is judged on the merged view; a removed merged dir becomes one whiteout', async (t) => {
+  const l = strataOver(t);
+  t.throws(() => must(`rmdir ${join(l.mnt, 'data/sub')}`), {}, 'ENOTEMPTY with lower content');
+  t.equal(sh(`rmdir ${join(l.mnt, 'data/sub')} 2>&1`).stdout.includes('not empty'), true);
+  unlinkSync(join(l.mnt, 'data/sub/f.txt'));
+  must(`rmdir ${join(l.mnt, 'data/sub')}`);
+  t.ok(isWhiteout(join(l.upper, 'data/sub')), 'the upper dir is replaced by a whiteout');
+  t.notOk(existsSync(join(l.mnt, 'data/sub')));
+});
+
+t.test('mkdir over a whiteout makes an opaque directory', async (t) => {
+  const l = strataOver(t);
+  must(`rm -rf ${join(l.mnt, 'keep')} && mkdir ${join(l.mnt, 'keep')}`);
+  t.equal(xattr(join(l.upper, 'keep'), 'trusted.overlay.opaque'), 'y');
+  t.same(readdirSync(join(l.mnt, 'keep')), [], 'lower content hidden');
+});
+
+t.test('.wh. names are reserved: creating one fails with EINVAL', async (t) => {
+  const l = strataOver(t);
+  t.throws(() => writeFileSync(join(l.mnt, '.wh.x'), ''), { code: 'EINVAL' });
+  t.throws(() => must(`mkdir ${join(l.mnt, '.wh..wh..opq')}`));
+});
+
+t.test('renaming a directory with lower content works (no EXDEV) and survives a remount', async (t) => {
+  const l = strataOver(t);
+  must(`mv ${join(l.mnt, 'deep')} ${join(l.mnt, 'moved')}`);
+  const want = snapshot(join(l.mnt, 'moved'));
+  t.ok(want.has('a/b/c/file.txt') && want.has('a/mid.txt'), 'content from both lowers');
+  t.notOk(existsSync(join(l.mnt, 'deep')));
+  t.notOk(existsSync(join(l.upper, 'moved/a')), 'no tree was copied up');
+  unmountStrata(l.mnt);
+  mountStrata(t, l);
+  t.same(diffSnapshots(snapshot(join(l.mnt, 'moved')), want), [], 'same after remount');
+  t.notOk(existsSync(join(l.mnt, 'deep')));
+});
+
+t.test('hard links: link copies up, st_nlink is right at once after link and unlink', async (t) => {
+  const l = strataOver(t);
+  const a = join(l.mnt, 'etc/hostname');
+  const b = join(l.mnt, 'etc/hostname2');
+  must(`ln ${a} ${b}`);
+  t.equal(statSync(a).nlink, 2);
+  t.equal(statSync(b).nlink, 2);
+  t.equal(statSync(a).ino, statSync(b).ino, 'one inode');
+  unlinkSync(b);
+  t.equal(statSync(a).nlink, 1);
+});
+
+t.test('open, unlink, fstat: the open file still works and reports nlink 0', async (t) => {
+  const l = strataOver(t);
+  const p = join(l.mnt, 'etc/hostname');
+  const fd = openSync(p, 'r+');
+  unlinkSync(p);
+  const st = fstatSync(fd);
+  t.equal(st.nlink, 0);
+  writeSync(fd, 'hello', 0);
+  closeSync(fd);
+  t.notOk(existsSync(p));
+});
+
+t.test('utimensat: nanoseconds, UTIME_OMIT and UTIME_NOW', async (t) => {
+  const l = strataOver(t);
+  const p = join(l.mnt, 'etc/hostname');
+  must(`touch -m -d '2001-02-03 04:05:06.123456789' ${p}`);
+  let st = lstatSync(p, { bigint: true });
+  t.equal(st.mtimeNs, 981173106123456789n, 'mtime exact');
+  t.equal(st.atimeNs, 1577934245123456789n, 'atime untouched (UTIME_OMIT)');
+  must(`touch -a -d '2002-02-03 04:05:06.5' ${p}`);
+  st = lstatSync(p, { bigint: true });
+  t.equal(st.mtimeNs, 981173106123456789n, 'mtime untouched');
+  t.equal(st.atimeNs, 1012709106500000000n, 'atime set');
+  const before = BigInt(Date.now()) * 1000000n - 2000000000n;
+  must(`touch ${p}`);
+  t.ok(lstatSync(p, { bigint: true }).mtimeNs > before, 'UTIME_NOW');
+});
+
+t.test('O_APPEND, O_TRUNC, sparse files and a file over 4 GiB', async (t) => {
+  const l = strataOver(t);
+  must(`truncate -s 5G ${join(l.lowers[0]!, 'big')} && printf end >> ${join(l.lowers[0]!, 'big')}`);
+  const big = join(l.mnt, 'big');
+  t.equal(statSync(big).size, 5 * 2 ** 30 + 3);
+  must(`printf X >> ${big}`); // copy-up of a 5 GiB sparse file
+  t.equal(statSync(big).size, 5 * 2 ** 30 + 4);
+  t.equal(must(`tail -c 4 ${big}`), 'endX');
+  t.ok(lstatSync(join(l.upper, 'big')).blocks < 1024, 'holes kept in the upper copy');
+  const p = join(l.mnt, 'etc/hostname');
+  must(`echo more >> ${p}`);
+  t.equal(readFileSync(p, 'utf8'), 'mid-hostname\nmore\n');
+  must(`echo fresh > ${p}`);
+  t.equal(readFileSync(p, 'utf8'), 'fresh\n');
+  must(`dd if=/dev/zero of=${join(l.mnt, 'sparse')} bs=1 count=1 seek=100M status=none`);
+  t.equal(statSync(join(l.mnt, 'sparse')).size, 100 * 2 ** 20 + 1);
+});
+
+t.test('255-byte names and paths near PATH_MAX', async (t) => {
+  const l = strataOver(t);
+  const long = 'n'.repeat(255);
+  writeFileSync(join(l.mnt, long), 'x');
+  t.ok(readdirSync(l.mnt).includes(long));
+  // Build a path of about 4000 bytes through the mount with relative steps.
+  const seg = 'd'.repeat(200);
+  const depth = 19;
+  must(`cd ${l.mnt} && for i in $(seq ${depth}); do mkdir ${seg} && cd ${seg}; done && echo deep > f`);
+  const rel = Array(depth).fill(seg).join('/') + '/f';
+  t.ok(rel.length > 3800);
+  t.equal(must(`cd ${l.mnt} && cat ${rel}`), 'deep\n');
+});
+
+t.test('symlinks, fifos and devices', async (t) => {
+  const l = strataOver(t);
+  t.equal(readFileSync(join(l.mnt, 'data/link-to-hostname'), 'utf8'), 'mid-hostname\n');
+  must(`ln -s /nowhere ${join(l.mnt, 'dangling')} && mkfifo ${join(l.mnt, 'pipe')} && mknod ${join(l.mnt, 'null2')} c 1 3`);
+  t.ok(lstatSync(join(l.upper, 'pipe')).isFIFO());
+  t.equal(lstatSync(join(l.mnt, 'null2')).rdev, lstatSync('/dev/null').rdev);
+  t.equal(must(`echo hi > ${join(l.mnt, 'null2')} && echo ok`), 'ok\n');
+  t.ok(lstatSync(join(l.mnt, 'data/fifo')).isFIFO());
+});
+
+t.test('xattrs in user/trusted/security; trusted.overlay.* is hidden', async (t) => {
+  const l = strataOver(t);
+  const p = join(l.mnt, 'opq');
+  t.equal(xattr(p, 'trusted.overlay.opaque'), null, 'not readable through the mount');
+  t.notMatch(must(`getfattr -d -m - ${p} 2>/dev/null; true`), /overlay/);
+  const f = join(l.mnt, 'etc/hostname');
+  must(`setfattr -n user.a -v 1 ${f} && setfattr -n trusted.b -v 2 ${f} && setfattr -n security.c -v 3 ${f}`);
+  t.match(must(`getfattr -d -m - ${f}`), /user\.a="1"[\s\S]*/);
+  t.equal(xattr(f, 'trusted.b'), '2');
+  t.equal(xattr(f, 'security.c'), '3');
+});
+
+t.test('permissions are the kernel\'s: a non-root user meets modes and sticky dirs', async (t) => {
+  const l = strataOver(t);
+  must(`mkdir -m 1777 ${join(l.mnt, 'tmp')}`);
+  const asNobody = (cmd: string) => sh(`setpriv --reuid=65534 --regid=65534 --clear-groups -- sh -c ${JSON.stringify(cmd)}`);
+  t.not(asNobody(`echo x > ${join(l.mnt, 'etc/hostname')}`).code, 0, 'cannot write a root-owned 0644 file');
+  t.equal(asNobody(`echo x > ${join(l.mnt, 'tmp/mine')}`).code, 0, 'can create in a 1777 dir');
+  t.equal(lstatSync(join(l.upper, 'tmp/mine')).uid, 65534, 'owned by its creator');
+  t.not(asNobody(`rm ${join(l.mnt, 'data/kept.txt')}`).code, 0, 'cannot delete in a root dir');
+});
+
+t.test('statfs leaves room for the .wh. prefix', async (t) => {
+  const l = strataOver(t);
+  t.equal(must(`stat -f -c %l ${l.mnt}`).trim(), '251');
+});
