@@ -42,7 +42,6 @@ export function serve(config: MountConfig, hooks: ServeHooks): void {
     'default_permissions',
     'allow_other',
     'use_ino',
-    'hard_remove',
     'big_writes',
     'max_write=131072',
     'kernel_cache',
@@ -50,6 +49,10 @@ export function serve(config: MountConfig, hooks: ServeHooks): void {
     `attr_timeout=${t}`,
     `negative_timeout=${t}`,
     ...(stack.upper === null && !config.fuseOptions.includes('ro') ? ['ro'] : []),
+    // A container rootfs needs its setuid binaries and device nodes, as on overlay2; libfuse
+    // would add nosuid,nodev otherwise. An explicit nosuid/nodev still wins.
+    ...(config.fuseOptions.includes('nosuid') ? [] : ['suid']),
+    ...(config.fuseOptions.includes('nodev') ? [] : ['dev']),
     ...config.fuseOptions,
   ];
   fuse = new Fuse(config.mountpoint, ops, { timeout: false, nullPath: true, extraOptions });
@@ -77,7 +80,7 @@ export function serve(config: MountConfig, hooks: ServeHooks): void {
   };
 
   fuse.on('loopExit', () => finish(0));
-  fuse.mount((err) => {
+  fuse.mount((err: Error | null) => {
     if (err) {
       closeLayerStack(stack);
       hooks.ready(new Error(`cannot mount ${config.mountpoint}: ${err.message}`));

@@ -41,11 +41,16 @@ function fsyncFd(fd: number): Promise<void> {
 /** Make sure `node` has an entry in the upper layer. `withData: false` copies metadata only
  *  (for an entry about to be truncated to zero). Callers hold the mutation lock. */
 export async function copyUp(u: Union, node: Node, withData = true): Promise<void> {
-  if (node.inUpper) return;
+  if (node.inUpper || node.hiddenName !== null) return;
   if (u.upper === null) throw new FsError(E.EROFS);
+  if (node.unlinked) {
+    // An open, unlinked lower file being changed: its copy stays in the work dir until released.
+    await copyUpNonDir(u, node, withData, false);
+    return;
+  }
   if (node.parent !== null) copyUpDir(u, node.parent);
   if (node.kind === 'dir') copyUpDir(u, node);
-  else await copyUpNonDir(u, node, withData);
+  else await copyUpNonDir(u, node, withData, true);
 }
 
 /** Directories carry no data, so their copy-up is synchronous. */
@@ -74,7 +79,7 @@ export function copyUpDir(u: Union, dir: Node): void {
   copyUpStats.copyUps++;
 }
 
-async function copyUpNonDir(u: Union, node: Node, withData: boolean): Promise<void> {
+async function copyUpNonDir(u: Union, node: Node, withData: boolean, intoUpper: boolean): Promise<void> {
   const upper = u.upper!;
   const src = node.lower!;
   const st = newStat();
@@ -94,6 +99,10 @@ async function copyUpNonDir(u: Union, node: Node, withData: boolean): Promise<vo
       check(sys.mknodAt(wfd, tmp, st[S.mode]!, st[S.rdev]!), 'copy-up mknod');
       applyMeta(wfd, tmp, src, st, false);
       setTimes(wfd, tmp, st);
+    }
+    if (!intoUpper) {
+      node.hiddenName = tmp;
+      return;
     }
     // The parent may have been renamed while the data was copying: take its path now.
     check(sys.renameAt2(wfd, tmp, upper.fd, node.rel(), 0), 'copy-up rename');

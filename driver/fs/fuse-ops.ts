@@ -15,11 +15,10 @@ import type { Kind, Node } from './node.js';
 import { newStat, S, S_IFDIR, S_IFLNK, S_IFREG, S_IFCHR, setStatIno } from './stat.js';
 import type { Union } from './union.js';
 
-type Cb = (err: number, ...rest: never[]) => void;
-/* eslint-disable @typescript-eslint/no-explicit-any -- the op table is heterogeneous by nature */
-// fuse-native calls each op with its own argument list; the table is typed loosely on purpose
-// and each handler below declares its exact parameters.
-export type FuseOps = Record<string, (...args: any[]) => void>;
+import type Fuse from 'fuse-native';
+
+type Cb = (err: number) => void;
+export type FuseOps = Fuse.Operations;
 
 export interface AdapterOptions {
   union: Union;
@@ -41,6 +40,8 @@ export function makeOps(opts: AdapterOptions): { ops: FuseOps; stats: () => Driv
   const m = new Mutations(u);
   const lock = new MutationLock();
   const handles = new Map<number, Node>();
+  const dirHandles = new Map<number, Node>();
+  let nextDirHandle = 0;
 
   const opened = (fd: number, node: Node): number => {
     handles.set(fd, node);
@@ -83,7 +84,7 @@ export function makeOps(opts: AdapterOptions): { ops: FuseOps; stats: () => Driv
       }
     },
 
-    getattr(path: string, cb: (err: number, st?: Uint32Array) => void) {
+    getattr(path: string, cb: Fuse.StatCallback) {
       try {
         const node = u.lookup(path);
         const st = newStat();
@@ -94,23 +95,46 @@ export function makeOps(opts: AdapterOptions): { ops: FuseOps; stats: () => Driv
       }
     },
 
-    fgetattr(path: string | null, fd: number, cb: (err: number, st?: Uint32Array) => void) {
+    fgetattr(path: string | null, fd: number, cb: Fuse.StatCallback) {
       const node = handles.get(fd);
       const st = newStat();
       const r = sys.fstat(fd, st);
       if (r < 0) return cb(r);
       if (node !== undefined) {
         if (node.ino !== 0) setStatIno(st, node.ino);
-        if (node.unlinked && !node.inUpper) st[S.nlink] = 0;
+        u.adjustNlink(node, st);
       } else if (path !== null) {
         return ops.getattr!(path, cb);
       }
       cb(0, st);
     },
 
-    readdir(path: string, cb: (err: number, names?: string[], stats?: Uint32Array[]) => void) {
+    opendir(path: string, _flags: number, cb: (err: number, fh?: number) => void) {
       try {
         const dir = u.lookup(path);
+        if (dir.kind !== 'dir') throw fsErr(E.ENOTDIR);
+        // Handles are small positive ints; libfuse reserves 0 for "none".
+        nextDirHandle = nextDirHandle >= 0x7ffffff0 ? 1 : nextDirHandle + 1;
+        dirHandles.set(nextDirHandle, dir);
+        cb(0, nextDirHandle);
+      } catch (err) {
+        cb(toFuseError(err));
+      }
+    },
+
+    releasedir(_path: string | null, fh: number, cb: Cb) {
+      dirHandles.delete(fh);
+      cb(0);
+    },
+
+    fsyncdir(_path: string | null, _datasync: number, _fh: number, cb: Cb) {
+      cb(0);
+    },
+
+    readdir(path: string | null, fh: number, cb: (err: number, names?: string[], stats?: Uint32Array[]) => void) {
+      try {
+        const dir = dirHandles.get(fh) ?? (path !== null ? u.lookup(path) : undefined);
+        if (dir === undefined) throw fsErr(E.EBADF);
         if (dir.kind !== 'dir') throw fsErr(E.ENOTDIR);
         const { names, nodes } = u.list(dir);
         const stats = nodes.map(direntStat);
@@ -281,8 +305,9 @@ function direntStat(node: Node): Uint32Array {
 
 /** Wrap every op to log `op(args) -> result`. Only built with --debug: the plain path stays lean. */
 function traced(ops: FuseOps, log: (line: string) => void): FuseOps {
-  const out: FuseOps = {};
-  for (const [name, fn] of Object.entries(ops)) {
+  // Every op has its own signature; the wrapper only needs "arguments, then a callback".
+  const out: Record<string, (...args: unknown[]) => void> = {};
+  for (const [name, fn] of Object.entries(ops) as [string, (...args: unknown[]) => void][]) {
     out[name] = (...args: unknown[]) => {
       const cb = args[args.length - 1] as (...r: unknown[]) => void;
       const shown = args.slice(0, -1).map(showArg).join(', ');
@@ -293,7 +318,7 @@ function traced(ops: FuseOps, log: (line: string) => void): FuseOps {
       });
     };
   }
-  return out;
+  return out as FuseOps;
 }
 
 function showArg(a: unknown): string {

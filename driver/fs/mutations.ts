@@ -13,7 +13,7 @@ import { makeWhiteout, PRIVATE_XATTR_PREFIX, removeRedirect, setOpaque, setRedir
 import { joinRel, removeContents, type Layer } from './layers.js';
 import { Node, type Kind } from './node.js';
 import { newStat, S, S_ISGID, S_IFMT, S_IFREG } from './stat.js';
-import { kindOfMode, type Union } from './union.js';
+import { HIDDEN_PREFIX, kindOfMode, type Union } from './union.js';
 
 /** The process on whose behalf a new entry is created. */
 export interface Caller {
@@ -188,6 +188,13 @@ export class Mutations {
     const upper = this.upper();
     const node = this.u.lookup(path);
     if (node.kind === 'dir') throw fsErr(E.EISDIR);
+    if (node.unlinked) {
+      // libfuse drops a hidden file once its last handle is released.
+      this.u.hidden.delete(path);
+      if (node.hiddenName !== null) sys.unlinkAt(this.u.stack.workFd, node.hiddenName, 0);
+      node.hiddenName = null;
+      return;
+    }
     const parent = node.parent!;
     copyUpDir(this.u, parent);
     const rel = node.rel();
@@ -260,6 +267,7 @@ export class Mutations {
 
   async rename(src: string, dst: string): Promise<void> {
     const upper = this.upper();
+    if (dst.slice(dst.lastIndexOf('/')).startsWith(HIDDEN_PREFIX)) return this.hide(src, dst);
     const node = this.u.lookup(src);
     if (node.parent === null) throw fsErr(E.EBUSY);
     const { parent: dparent, name: dname } = this.u.lookupParent(dst);
@@ -324,6 +332,44 @@ export class Mutations {
     node.lowerVisible = dstLowerVisible;
   }
 
+  /**
+   * libfuse's stand-in for unlinking an open file: it renames it to `.fuse_hidden*` and unlinks
+   * that name on release. strata takes the file out of the merged view at once (a whiteout where
+   * a lower shows the name) and parks its upper entry in the work dir, so fstat and I/O on the
+   * open handles keep working and nothing hidden ever appears in a listing.
+   */
+  private hide(src: string, hiddenPath: string): void {
+    const upper = this.upper();
+    const node = this.u.lookup(src);
+    if (node.kind === 'dir') throw fsErr(E.EISDIR);
+    const parent = node.parent!;
+    copyUpDir(this.u, parent);
+    const rel = node.rel();
+    if (node.inUpper) {
+      const tmp = workName();
+      const wfd = this.u.stack.workFd;
+      if (!node.lowerVisible) check(sys.renameAt2(upper.fd, rel, wfd, tmp, 0), 'hide');
+      else {
+        const r = sys.renameAt2(upper.fd, rel, wfd, tmp, sys.RENAME_WHITEOUT);
+        if (r < 0) {
+          if (-r !== E.EINVAL && -r !== E.EOPNOTSUPP) throw new FsError(-r, 'hide');
+          check(sys.renameAt2(upper.fd, rel, wfd, tmp, 0), 'hide');
+          check(makeWhiteout(upper.fd, rel), 'whiteout');
+        }
+      }
+      node.hiddenName = tmp;
+      node.inUpper = false;
+    } else {
+      check(makeWhiteout(upper.fd, rel), 'whiteout');
+    }
+    const state = this.u.dirState(parent);
+    state.children.delete(node.name);
+    if (node.lowerVisible) state.upperWhiteouts.add(node.name);
+    node.unlinked = true;
+    this.u.hidden.set(hiddenPath, node);
+    this.u.cache.removed();
+  }
+
   /** rename(2) in the upper, leaving a whiteout behind when a lower layer shows the old name. */
   private moveInUpper(upper: Layer, srcRel: string, dstRel: string, whiteout: boolean): void {
     if (!whiteout) {
@@ -339,24 +385,24 @@ export class Mutations {
   }
 
   async chmod(path: string, mode: number): Promise<void> {
-    const node = await this.writable(path, true);
-    check(sys.chmodAt(this.u.upper!.fd, node.rel(), mode & 0o7777), 'chmod');
+    const w = await this.writable(path, true);
+    check(sys.chmodAt(w.fd, w.rel, mode & 0o7777), 'chmod');
   }
 
   async chown(path: string, uid: number, gid: number): Promise<void> {
-    const node = await this.writable(path, true);
-    check(sys.chownAt(this.u.upper!.fd, node.rel(), uid, gid), 'chown');
+    const w = await this.writable(path, true);
+    check(sys.chownAt(w.fd, w.rel, uid, gid), 'chown');
   }
 
   async utimens(path: string, aSec: number, aNsec: number, mSec: number, mNsec: number): Promise<void> {
-    const node = await this.writable(path, true);
-    check(sys.utimensAt(this.u.upper!.fd, node.rel(), aSec, aNsec, mSec, mNsec), 'utimens');
+    const w = await this.writable(path, true);
+    check(sys.utimensAt(w.fd, w.rel, aSec, aNsec, mSec, mNsec), 'utimens');
   }
 
   async truncate(path: string, size: number): Promise<void> {
-    const node = await this.writable(path, size > 0);
-    if (node.kind === 'dir') throw fsErr(E.EISDIR);
-    const fd = check(sys.openAt(this.u.upper!.fd, node.rel(), fsc.O_WRONLY | sys.O_NOFOLLOW, 0), 'truncate');
+    const w = await this.writable(path, size > 0);
+    if (w.node.kind === 'dir') throw fsErr(E.EISDIR);
+    const fd = check(sys.openAt(w.fd, w.rel, fsc.O_WRONLY | sys.O_NOFOLLOW, 0), 'truncate');
     try {
       check(sys.ftruncate(fd, size), 'truncate');
     } finally {
@@ -366,14 +412,14 @@ export class Mutations {
 
   async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
     if (name.startsWith(PRIVATE_XATTR_PREFIX)) throw fsErr(E.EPERM);
-    const node = await this.writable(path, true);
-    check(sys.setxattrAt(this.u.upper!.fd, node.rel(), name, value, flags), 'setxattr');
+    const w = await this.writable(path, true);
+    check(sys.setxattrAt(w.fd, w.rel, name, value, flags), 'setxattr');
   }
 
   async removexattr(path: string, name: string): Promise<void> {
     if (name.startsWith(PRIVATE_XATTR_PREFIX)) throw fsErr(E.EPERM);
-    const node = await this.writable(path, true);
-    check(sys.removexattrAt(this.u.upper!.fd, node.rel(), name), 'removexattr');
+    const w = await this.writable(path, true);
+    check(sys.removexattrAt(w.fd, w.rel, name), 'removexattr');
   }
 
   /** Open an existing entry; write access or O_TRUNC copies it up first. */
@@ -390,11 +436,13 @@ export class Mutations {
     return { fd, node };
   }
 
-  private async writable(path: string, withData: boolean): Promise<Node> {
+  /** Copy `path` up if needed; answers where its writable entry is. */
+  private async writable(path: string, withData: boolean): Promise<{ fd: number; rel: string; node: Node }> {
     this.upper();
     const node = this.u.lookup(path);
     await copyUp(this.u, node, withData);
-    return node;
+    const { layer, path: rel } = this.u.location(node);
+    return { fd: layer.fd, rel, node };
   }
 }
 

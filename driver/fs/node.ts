@@ -31,6 +31,11 @@ export class Node {
   /** Open file handles on this node; a node with handles is never evicted. */
   open = 0;
   unlinked = false;
+  /**
+   * Set while an unlinked file is still open: libfuse renamed it to a `.fuse_hidden*` name and
+   * strata moved its upper entry to this name inside the work dir, where it lives until released.
+   */
+  hiddenName: string | null = null;
   /** Directory state; undefined until the directory is loaded (or for non-directories). */
   dir: DirState | undefined;
 

@@ -14,7 +14,7 @@ import {
   readDirMarks,
   WH_PREFIX,
 } from './encoding.js';
-import { joinRel, ROOT, type Layer, type LayerStack } from './layers.js';
+import { joinRel, Layer, ROOT, type LayerStack } from './layers.js';
 import { DentryCache, Node, type DirState, type Kind, type Source } from './node.js';
 import { newStat, S, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, setStatIno, statIno, statSize } from './stat.js';
 
@@ -25,6 +25,9 @@ export interface UnionOptions {
 
 const TWO32 = 4294967296;
 
+/** libfuse 2 renames an open file that is unlinked to `.fuse_hidden<ids>` (without hard_remove). */
+export const HIDDEN_PREFIX = '/.fuse_hidden';
+
 interface MergeSource extends Source {
   xattrWhiteouts: boolean;
 }
@@ -33,6 +36,10 @@ export class Union {
   readonly cache: DentryCache;
   readonly root: Node;
   readonly upper: Layer | null;
+  /** The work dir seen as a layer: where open-but-unlinked files live until released. */
+  readonly work: Layer | null;
+  /** Open files libfuse hid under `.fuse_hidden*` names after an unlink, by FUSE path. */
+  readonly hidden = new Map<string, Node>();
   private readonly devIndex = new Map<number, number>();
   private readonly scratch = newStat();
 
@@ -42,6 +49,7 @@ export class Union {
   ) {
     this.cache = new DentryCache(options.maxCacheEntries);
     this.upper = stack.upper;
+    this.work = stack.upper === null ? null : new Layer(-1, stack.workRoot ?? '', stack.workFd, true, stack.upper.dev);
     const top = stack.lowers[0]!;
     this.root = new Node('', null, 'dir', stack.upper !== null, { layer: top, path: ROOT }, false);
     for (const l of stack.all) if (!this.devIndex.has(l.dev)) this.devIndex.set(l.dev, this.devIndex.size);
@@ -52,6 +60,10 @@ export class Union {
     const stats = this.cache.stats;
     stats.lookups++;
     const before = stats.misses;
+    if (this.hidden.size > 0 && path.includes(HIDDEN_PREFIX)) {
+      const h = this.hidden.get(path);
+      if (h !== undefined) return h;
+    }
     let node = this.root;
     if (path.length > 1) {
       let start = 1;
@@ -96,6 +108,7 @@ export class Union {
 
   /** Where the visible entry of `node` lives: the upper, or its top-most lower. */
   location(node: Node): { layer: Layer; path: string } {
+    if (node.hiddenName !== null) return { layer: this.work!, path: node.hiddenName };
     if (node.inUpper) return { layer: this.upper!, path: node.rel() };
     return node.lower!;
   }
@@ -106,6 +119,7 @@ export class Union {
     const r = sys.lstatAt(layer.fd, path, out);
     if (r < 0) throw new FsError(-r, 'stat ' + path);
     this.applyIno(node, layer, out);
+    this.adjustNlink(node, out);
     if (node.kind === 'dir' && node.dir !== undefined && node.dir.lowerSources.length > (node.inUpper ? 0 : 1)) {
       // Like the kernel, report nlink 1 for merged directories: the real count is unknowable cheaply.
       out[S.nlink] = 1;
@@ -119,7 +133,13 @@ export class Union {
       if (node.ino === 0) node.ino = 1;
     }
     setStatIno(st, node.ino);
-    if (node.unlinked) st[S.nlink] = 0;
+  }
+
+  /** An unlinked (still open) file reports the links it has left in the merged view. */
+  adjustNlink(node: Node, st: Uint32Array): void {
+    if (!node.unlinked) return;
+    if (node.hiddenName !== null) st[S.nlink] = Math.max(0, st[S.nlink]! - 1);
+    else if (!node.inUpper) st[S.nlink] = 0;
   }
 
   /** Lower directories merged under `dir`, following opaque marks and redirects. */

@@ -13,7 +13,7 @@ declare namespace Fuse {
   /**
    * The path of an op that carries a file handle. null when mounted with `nullPath: true`
    * (libfuse's nopath: read, write, flush, release, fsync, fgetattr, ftruncate, readdir,
-   * releasedir, fsyncdir then always get null; identify the file by `fd`).
+   * releasedir, fsyncdir then get null, except fgetattr right after create; use `fd`).
    */
   type HandlePath = string | null
 
@@ -49,6 +49,7 @@ declare namespace Fuse {
    * [5] dev, [6] nlink, [7]/[8] ino low/high, [9] rdev, [10] blksize, [11]/[12] blocks low/high,
    * [13]/[14] atime seconds low/high (two's complement), [15] atime nsec, [16]/[17] mtime sec,
    * [18] mtime nsec, [19]/[20] ctime sec, [21] ctime nsec. A shorter array fails the op with EIO.
+   * The binding reads it on the next tick: do not refill it for another request before then.
    */
   type Stat = StatObject | Uint32Array
 
@@ -86,7 +87,7 @@ declare namespace Fuse {
     getattr?(path: string, cb: StatCallback): void
     /**
      * Attributes of an open file: after create, ftruncate and lseek(SEEK_END) on Linux (fstat
-     * itself goes to getattr). The path is null for an unlinked file with nullPath + hard_remove.
+     * itself goes to getattr). With nullPath the path is null, except right after create.
      */
     fgetattr?(path: HandlePath, fd: number, cb: StatCallback): void
     flush?(path: HandlePath, fd: number, cb: Callback): void
@@ -191,6 +192,11 @@ declare class Fuse {
    */
   readonly context: Uint32Array
 
+  /** Same moment as opts.onLoopExit: the kernel connection is gone and the process may exit. */
+  on (event: 'loopExit', listener: () => void): this
+  once (event: 'loopExit', listener: () => void): this
+  off (event: 'loopExit', listener: () => void): this
+
   /** Calls back once the kernel has sent init, or with the mount error. */
   mount (cb: (err: Error | null) => void): void
   /** `fusermount -uz`; calls back at once (with null) if the loop has already exited. */
@@ -201,7 +207,7 @@ declare class Fuse {
   static unmount (mnt: string, cb: (err: Error | null) => void): void
 
   /** 1 when this is strata's patched build (index.js refuses an unpatched binding). */
-  static readonly STRATA_PATCH: 1
+  static readonly STRATA_PATCHED: 1
   /** utimens nanoseconds meaning "now" ((1 << 30) - 1) and "unchanged" ((1 << 30) - 2). */
   static readonly UTIME_NOW: 1073741823
   static readonly UTIME_OMIT: 1073741822

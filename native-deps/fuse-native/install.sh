@@ -18,7 +18,7 @@ log () { echo "fuse-native install: $*"; }
 
 [ -d "$PKG" ] || die "$PKG is missing: run npm install first"
 [ -f "$PATCH" ] || die "$PATCH is missing"
-installed="$(node -p "require('$PKG/package.json').version")"
+installed="$(PKG="$PKG" node -p "require(process.env.PKG + '/package.json').version")"
 [ "$installed" = "$VERSION" ] || die "strata.patch is for fuse-native $VERSION, found $installed"
 
 # Types for the patched API (TypeScript finds index.d.ts beside index.js).
