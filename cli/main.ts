@@ -30,7 +30,7 @@ async function main(): Promise<void> {
           .option('lower', { type: 'string', describe: 'lower layers, top first: L1:L2:L3' })
           .option('upper', { type: 'string', describe: 'writable upper layer' })
           .option('work', { type: 'string', describe: 'work directory on the same filesystem as the upper' })
-          .option('o', { type: 'string', array: true, describe: 'mount options: lowerdir=,upperdir=,workdir=,ro,nosuid,...' })
+          .option('o', { type: 'string', requiresArg: true, describe: 'mount options: lowerdir=,upperdir=,workdir=,ro,nosuid,...' })
           .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'serve in this process, log to stderr' })
           .option('debug', { alias: 'd', type: 'boolean', default: false, describe: 'log every op as op(args) -> result' })
           .example('$0 mount --lower L1:L2 --upper U --work W /mnt', '')
@@ -42,7 +42,8 @@ async function main(): Promise<void> {
           lower: a.lower,
           upper: a.upper,
           work: a.work,
-          options: a.o ?? [],
+          // Repeated -o options arrive as an array.
+          options: a.o === undefined ? [] : ([] as string[]).concat(a.o),
           foreground: a.foreground,
           debug: a.debug,
         });

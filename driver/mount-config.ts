@@ -11,8 +11,14 @@ export interface MountConfig {
   work?: string | undefined;
   /** Options handed to libfuse as they are (ro, nosuid, nodev, noexec, noatime, ...). */
   fuseOptions: string[];
-  /** Kernel caching of entries and attributes, in seconds. */
+  /** Kernel caching of directory entries (positive and negative), in seconds. */
   cacheTimeout: number;
+  /**
+   * Kernel caching of attributes, in seconds. 0 by default: libfuse 2's path API gives each name
+   * of a hard-linked file its own kernel inode, so only a fresh getattr keeps st_nlink exact
+   * right after link/unlink of another name.
+   */
+  attrTimeout: number;
   /** Bound of the dentry cache, in directory entries. */
   cacheEntries: number;
   debug: boolean;
@@ -40,6 +46,7 @@ export interface ParsedOptions {
   work?: string;
   fuseOptions: string[];
   cacheTimeout?: number;
+  attrTimeout?: number;
   cacheEntries?: number;
 }
 
@@ -99,10 +106,11 @@ export function parseOptionStrings(strings: string[]): ParsedOptions {
         parsed.upper = value.replace(/\\(.)/g, '$1');
       } else if (key === 'workdir' && value !== undefined) {
         parsed.work = value.replace(/\\(.)/g, '$1');
-      } else if (key === 'timeout' && value !== undefined) {
+      } else if ((key === 'timeout' || key === 'attr_timeout') && value !== undefined) {
         const n = Number(value);
-        if (!Number.isFinite(n) || n < 0) throw new MountOptionError(`bad value for timeout: ${value}`);
-        parsed.cacheTimeout = n;
+        if (!Number.isFinite(n) || n < 0) throw new MountOptionError(`bad value for ${key}: ${value}`);
+        if (key === 'timeout') parsed.cacheTimeout = n;
+        else parsed.attrTimeout = n;
       } else if (key === 'cache_entries' && value !== undefined) {
         const n = Number(value);
         if (!Number.isInteger(n) || n < 1000) throw new MountOptionError(`bad value for cache_entries: ${value} (at least 1000)`);

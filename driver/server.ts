@@ -46,7 +46,7 @@ export function serve(config: MountConfig, hooks: ServeHooks): void {
     'max_write=131072',
     'kernel_cache',
     `entry_timeout=${t}`,
-    `attr_timeout=${t}`,
+    `attr_timeout=${config.attrTimeout}`,
     `negative_timeout=${t}`,
     ...(stack.upper === null && !config.fuseOptions.includes('ro') ? ['ro'] : []),
     // A container rootfs needs its setuid binaries and device nodes, as on overlay2; libfuse

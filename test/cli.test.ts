@@ -67,7 +67,7 @@ t.test('umount of a busy mount fails with 32; of a mount whose driver was killed
   const l = layout(tempDir(t));
   kernelLayers(l.lowers);
   mountStrata(t, l);
-  const holder = sh(`cd ${l.mnt} && (sleep 30 & echo $!)`).stdout.trim();
+  const holder = sh(`cd ${l.mnt} && (sleep 30 >/dev/null 2>&1 & echo $!)`).stdout.trim();
   const busy = strata(['umount', l.mnt]);
   t.equal(busy.code, 32);
   t.match(busy.stderr, /busy/);

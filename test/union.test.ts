@@ -214,11 +214,14 @@ t.test('symlinks, fifos and devices', async (t) => {
   t.ok(lstatSync(join(l.mnt, 'data/fifo')).isFIFO());
 });
 
-t.test('xattrs in user/trusted/security; trusted.overlay.* is hidden', async (t) => {
+t.test('xattrs in user/trusted/security; the overlay\'s own are hidden, a user\'s trusted.overlay.* is escaped', async (t) => {
   const l = strataOver(t);
   const p = join(l.mnt, 'opq');
   t.equal(xattr(p, 'trusted.overlay.opaque'), null, 'not readable through the mount');
   t.notMatch(must(`getfattr -d -m - ${p} 2>/dev/null; true`), /overlay/);
+  must(`setfattr -n trusted.overlay.mine -v v ${join(l.mnt, 'etc/motd')}`);
+  t.equal(xattr(join(l.mnt, 'etc/motd'), 'trusted.overlay.mine'), 'v', 'readable back');
+  t.equal(xattr(join(l.upper, 'etc/motd'), 'trusted.overlay.overlay.mine'), 'v', 'stored escaped, as the kernel does');
   const f = join(l.mnt, 'etc/hostname');
   must(`setfattr -n user.a -v 1 ${f} && setfattr -n trusted.b -v 2 ${f} && setfattr -n security.c -v 3 ${f}`);
   t.match(must(`getfattr -d -m - ${f}`), /user\.a="1"[\s\S]*/);
@@ -228,6 +231,7 @@ t.test('xattrs in user/trusted/security; trusted.overlay.* is hidden', async (t)
 
 t.test('permissions are the kernel\'s: a non-root user meets modes and sticky dirs', async (t) => {
   const l = strataOver(t);
+  must(`chmod 755 ${join(l.mnt, '../')}`); // mkdtemp made the test dir 0700
   must(`mkdir -m 1777 ${join(l.mnt, 'tmp')}`);
   const asNobody = (cmd: string) => sh(`setpriv --reuid=65534 --regid=65534 --clear-groups -- sh -c ${JSON.stringify(cmd)}`);
   t.not(asNobody(`echo x > ${join(l.mnt, 'etc/hostname')}`).code, 0, 'cannot write a root-owned 0644 file');

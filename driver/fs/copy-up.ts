@@ -8,8 +8,8 @@
 import { constants as fsc, fsync } from 'node:fs';
 import { sys } from '../native/sys.js';
 import { check, checkValue, E, FsError } from './errno.js';
-import { PRIVATE_XATTR_PREFIX, setRedirect } from './encoding.js';
-import type { Layer } from './layers.js';
+import { isPrivateXattr, setRedirect } from './encoding.js';
+import { parentRel, type Layer } from './layers.js';
 import type { Node, Source } from './node.js';
 import { newStat, S, S_IFMT, S_IFREG, S_IFLNK, S_IFDIR, statAtime, statMtime, statSize } from './stat.js';
 import type { Union } from './union.js';
@@ -70,7 +70,7 @@ export function copyUpDir(u: Union, dir: Node): void {
     // A directory reached through a redirect (or renamed) keeps finding its lower content.
     if (src.path !== rel) check(setRedirect(wfd, tmp, src.path), 'set redirect');
     setTimes(wfd, tmp, st);
-    check(sys.renameAt2(wfd, tmp, upper.fd, rel, 0), 'copy-up rename ' + rel);
+    moveIntoUpper(upper, wfd, tmp, rel);
   } catch (err) {
     sys.unlinkAt(wfd, tmp, sys.AT_REMOVEDIR);
     throw err;
@@ -105,13 +105,25 @@ async function copyUpNonDir(u: Union, node: Node, withData: boolean, intoUpper: 
       return;
     }
     // The parent may have been renamed while the data was copying: take its path now.
-    check(sys.renameAt2(wfd, tmp, upper.fd, node.rel(), 0), 'copy-up rename');
+    moveIntoUpper(upper, wfd, tmp, node.rel());
   } catch (err) {
     sys.unlinkAt(wfd, tmp, 0);
     throw err;
   }
   node.inUpper = true;
   copyUpStats.copyUps++;
+}
+
+/**
+ * Rename the finished copy into the upper. A copy-up is not a change of the parent directory,
+ * so its times are put back as they were (as the kernel does).
+ */
+function moveIntoUpper(upper: Layer, wfd: number, tmp: string, rel: string): void {
+  const parent = parentRel(rel);
+  const pst = newStat();
+  const havePst = sys.lstatAt(upper.fd, parent, pst) === 0;
+  check(sys.renameAt2(wfd, tmp, upper.fd, rel, 0), 'copy-up rename ' + rel);
+  if (havePst) setTimes(upper.fd, parent, pst);
 }
 
 async function copyRegular(src: Source, st: Uint32Array, wfd: number, tmp: string, withData: boolean): Promise<void> {
@@ -156,7 +168,7 @@ function copyXattrs(layer: Layer, path: string, wfd: number, tmp: string): void 
   const names = sys.listxattrAt(layer.fd, path);
   if (typeof names === 'number') return;
   for (const name of names) {
-    if (name.startsWith(PRIVATE_XATTR_PREFIX)) continue;
+    if (isPrivateXattr(name)) continue;
     const value = sys.getxattrAt(layer.fd, path, name);
     if (typeof value === 'number') continue;
     const r = sys.setxattrAt(wfd, tmp, name, value, 0);

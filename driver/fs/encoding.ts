@@ -26,8 +26,31 @@ export const XATTR_WHITEOUT = 'trusted.overlay.whiteout';
 export const XATTR_WHITEOUTS = 'trusted.overlay.whiteouts';
 const OTHER_OPAQUE_XATTRS = ['user.overlay.opaque', 'user.fuseoverlayfs.opaque'];
 
-/** Overlay-private xattrs: never shown through the mount, never copied up. */
-export const PRIVATE_XATTR_PREFIX = 'trusted.overlay.';
+/**
+ * Overlay-private xattrs: never shown through the mount, never settable through it, never copied
+ * up. The kernel's namespace, its userxattr variant, and fuse-overlayfs's (whose uppers strata reads).
+ */
+const PRIVATE_XATTR_PREFIXES = ['trusted.overlay.', 'user.overlay.', 'user.fuseoverlayfs.'];
+
+/** Where a user's own trusted.overlay.* xattr is kept in a layer (the kernel's 6.7+ escaping). */
+const ESCAPED_PREFIX = 'trusted.overlay.overlay.';
+const OVERLAY_PREFIX = 'trusted.overlay.';
+
+export function isPrivateXattr(name: string): boolean {
+  return !name.startsWith(ESCAPED_PREFIX) && PRIVATE_XATTR_PREFIXES.some((p) => name.startsWith(p));
+}
+
+/** The layer's name for an xattr named through the mount; null for names strata keeps to itself. */
+export function xattrToLayer(name: string): string | null {
+  if (name.startsWith(OVERLAY_PREFIX)) return ESCAPED_PREFIX + name.slice(OVERLAY_PREFIX.length);
+  return isPrivateXattr(name) ? null : name;
+}
+
+/** The name shown through the mount for a layer's xattr; null for overlay-private ones. */
+export function xattrFromLayer(name: string): string | null {
+  if (name.startsWith(ESCAPED_PREFIX)) return OVERLAY_PREFIX + name.slice(ESCAPED_PREFIX.length);
+  return isPrivateXattr(name) ? null : name;
+}
 
 export function isReservedName(name: string): boolean {
   return name.startsWith(WH_PREFIX);

@@ -8,7 +8,7 @@ import { constants as fsc, fdatasync, fsync, read, write } from 'node:fs';
 import { sys } from '../native/sys.js';
 import { copyUpStats } from './copy-up.js';
 import { E, errnoName, fsErr, toFuseError } from './errno.js';
-import { PRIVATE_XATTR_PREFIX } from './encoding.js';
+import { xattrFromLayer, xattrToLayer } from './encoding.js';
 import { MutationLock } from './lock.js';
 import { Mutations, type Caller } from './mutations.js';
 import type { Kind, Node } from './node.js';
@@ -257,9 +257,10 @@ export function makeOps(opts: AdapterOptions): { ops: FuseOps; stats: () => Driv
 
     getxattr(path: string, name: string, _position: number, cb: (err: number, value?: Buffer) => void) {
       try {
-        if (name.startsWith(PRIVATE_XATTR_PREFIX)) return cb(-E.ENODATA);
+        const stored = xattrToLayer(name);
+        if (stored === null) return cb(-E.ENODATA);
         const { layer, path: rel } = u.location(u.lookup(path));
-        const v = sys.getxattrAt(layer.fd, rel, name);
+        const v = sys.getxattrAt(layer.fd, rel, stored);
         if (typeof v === 'number') return cb(v);
         cb(0, v);
       } catch (err) {
@@ -272,7 +273,12 @@ export function makeOps(opts: AdapterOptions): { ops: FuseOps; stats: () => Driv
         const { layer, path: rel } = u.location(u.lookup(path));
         const names = sys.listxattrAt(layer.fd, rel);
         if (typeof names === 'number') return cb(names);
-        cb(0, names.filter((n) => !n.startsWith(PRIVATE_XATTR_PREFIX)));
+        const shown: string[] = [];
+        for (const n of names) {
+          const s = xattrFromLayer(n);
+          if (s !== null) shown.push(s);
+        }
+        cb(0, shown);
       } catch (err) {
         cb(toFuseError(err));
       }

@@ -9,7 +9,7 @@ import { constants as fsc } from 'node:fs';
 import { sys } from '../native/sys.js';
 import { copyUp, copyUpDir, workName } from './copy-up.js';
 import { check, E, FsError, fsErr } from './errno.js';
-import { makeWhiteout, PRIVATE_XATTR_PREFIX, removeRedirect, setOpaque, setRedirect } from './encoding.js';
+import { makeWhiteout, removeRedirect, setOpaque, setRedirect, xattrToLayer } from './encoding.js';
 import { joinRel, removeContents, type Layer } from './layers.js';
 import { Node, type Kind } from './node.js';
 import { newStat, S, S_ISGID, S_IFMT, S_IFREG } from './stat.js';
@@ -411,15 +411,17 @@ export class Mutations {
   }
 
   async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
-    if (name.startsWith(PRIVATE_XATTR_PREFIX)) throw fsErr(E.EPERM);
+    const stored = xattrToLayer(name);
+    if (stored === null) throw fsErr(E.EPERM);
     const w = await this.writable(path, true);
-    check(sys.setxattrAt(w.fd, w.rel, name, value, flags), 'setxattr');
+    check(sys.setxattrAt(w.fd, w.rel, stored, value, flags), 'setxattr');
   }
 
   async removexattr(path: string, name: string): Promise<void> {
-    if (name.startsWith(PRIVATE_XATTR_PREFIX)) throw fsErr(E.EPERM);
+    const stored = xattrToLayer(name);
+    if (stored === null) throw fsErr(E.EPERM);
     const w = await this.writable(path, true);
-    check(sys.removexattrAt(w.fd, w.rel, name), 'removexattr');
+    check(sys.removexattrAt(w.fd, w.rel, stored), 'removexattr');
   }
 
   /** Open an existing entry; write access or O_TRUNC copies it up first. */
