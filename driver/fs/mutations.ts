@@ -300,7 +300,9 @@ export class Mutations {
       if (lowerPath !== undefined) {
         if (lowerPath !== dstRel) check(setRedirect(upper.fd, srcRel, lowerPath), 'set redirect');
         else removeRedirect(upper.fd, srcRel);
-      } else if (dstLowerVisible && !state.opaque) {
+      } else if (!state.opaque && this.u.dirState(dparent).lowerSources.length > 0) {
+        // An upper-only directory moved into a merged one must not pick up lower content
+        // there: mark it opaque (the kernel's rule).
         check(setOpaque(upper.fd, srcRel), 'mark opaque');
         state.opaque = true;
       }
