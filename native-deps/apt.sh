@@ -7,7 +7,7 @@
 #   busybox-static                     a tiny real rootfs for the demo and tests
 #   util-linux (setpriv)               run test commands as another user
 set -euo pipefail
-PKGS=(libfuse2 libfuse-dev pkg-config fuse-overlayfs attr acl fio busybox-static util-linux psmisc)
+PKGS=(libfuse2 libfuse-dev pkg-config fuse-overlayfs attr acl libcap2-bin fio bc busybox-static util-linux psmisc)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

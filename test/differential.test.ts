@@ -27,7 +27,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { sys } from '../driver/native/sys.js';
 import { kernelLayers } from './lib/fixtures.js';
-import { layout, mountKernel, mountStrata, tempDir } from './lib/mounts.js';
+import { layout, mountKernel, mountStrata, tempDir, unmountStrata } from './lib/mounts.js';
 import { run } from './lib/run.js';
 import { diffSnapshots, snapshot, type Entry } from './lib/tree.js';
 
@@ -262,6 +262,11 @@ async function differential(t: Test, seed: number, count: number, withDirRenames
   }
   const merged = diffSnapshots(snapshot(k.mnt, { nlink: true, mtime: true }), snapshot(s.mnt, { nlink: true, mtime: true }), 5_000_000_000n);
   t.same(merged.slice(0, 20), [], 'merged views are equal');
+  // Everything strata wrote (whiteouts, opaque dirs, redirects) reads back the same after a remount.
+  unmountStrata(s.mnt);
+  mountStrata(t, s);
+  const again = diffSnapshots(snapshot(k.mnt, { nlink: true, mtime: true }), snapshot(s.mnt, { nlink: true, mtime: true }), 5_000_000_000n);
+  t.same(again.slice(0, 20), [], 'merged views are still equal after unmount and remount');
   if (mvEmulated === 0) {
     const upper = diffSnapshots(inertOpaqueDropped(snapshot(k.upper, { overlay: true }), k.lowers), inertOpaqueDropped(snapshot(s.upper, { overlay: true }), k.lowers));
     t.same(upper.slice(0, 20), [], 'upper dirs are equal (files, whiteouts, opaque markers)');

@@ -15,8 +15,13 @@ export interface Teardown {
 export function tempDir(t: Teardown, prefix = 'strata-test-'): string {
   const dir = mkdtempSync(join('/tmp', prefix));
   t.teardown(() => {
-    // Never delete through a mount that is still there.
-    sh(`umount -l ${JSON.stringify(dir)}/* 2>/dev/null; true`);
+    // Never delete through a mount that is still there: detach anything mounted below the dir.
+    const below = readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((line) => line.split(' ')[4] ?? '')
+      .filter((m) => m.startsWith(dir + '/'))
+      .reverse();
+    for (const m of below) sh(`umount -l ${JSON.stringify(m)}`);
     rmSync(dir, { recursive: true, force: true });
   });
   return dir;
