@@ -13,9 +13,11 @@ build: setup
 	npx tsc -p tsconfig.json
 	chmod +x dist/cli/main.js
 
-# `strata` on PATH: package.json's bin, linked where root's PATH finds it.
+# `strata` on PATH: package.json's bin, linked where root's PATH finds it; and mount(8)'s helper
+# for `mount -t fuse.strata` and fstab entries.
 link: build
 	ln -sf "$(CURDIR)/dist/cli/main.js" "$(BIN)/strata"
+	ln -sf "$(CURDIR)/dist/cli/main.js" /sbin/mount.fuse.strata
 
 test: link
 	bash test/run.sh

@@ -5,6 +5,7 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { basename } from 'node:path';
 import { UserError } from './errors.js';
 
 function fail(err: unknown): never {
@@ -16,8 +17,28 @@ function fail(err: unknown): never {
   process.exit(70);
 }
 
+/**
+ * Invoked as mount(8)'s helper (/sbin/mount.fuse.strata SOURCE MOUNTPOINT [-o OPTS] [-n] [-s]
+ * [-f] [-v]): the same as `strata mount -o OPTS MOUNTPOINT`.
+ */
+function mountHelperArgs(argv: string[]): string[] | null {
+  if (!/^mount\.(fuse\.)?strata$/.test(basename(process.argv[1] ?? ''))) return null;
+  const out = ['mount'];
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-o') out.push('-o', argv[++i] ?? '');
+    else if (a.startsWith('-o')) out.push('-o', a.slice(2));
+    else if (['-n', '-s', '-f', '-v', '-r', '-w'].includes(a)) continue; // no mtab, sloppy, fake, verbose
+    else positional.push(a);
+  }
+  out.push(positional[positional.length - 1] ?? '');
+  return out;
+}
+
 async function main(): Promise<void> {
-  await yargs(hideBin(process.argv))
+  const argv = hideBin(process.argv);
+  await yargs(mountHelperArgs(argv) ?? argv)
     .scriptName('strata')
     .usage('$0 <command> [options]')
     .command(

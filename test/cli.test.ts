@@ -113,3 +113,15 @@ t.test('--foreground serves in the calling process and unmounts on SIGTERM', asy
   t.notOk(isMounted(l.mnt), 'unmounted');
   t.match(readFileSync(join(l.work, 'log'), 'utf8'), /getattr\("\/etc\/hostname"\) -> 0/, '--debug logs op(args) -> result');
 });
+
+t.test('mount(8) can use strata as a helper: mount -t fuse.strata, and umount(8) ends the driver', async (t) => {
+  const l = layout(tempDir(t));
+  kernelLayers(l.lowers);
+  const r = sh(`mount -t fuse.strata -o lowerdir=${l.lowers.join(':')},upperdir=${l.upper},workdir=${l.work},noatime strata ${l.mnt}`);
+  t.equal(r.code, 0, r.stderr);
+  t.teardown(() => void sh(`umount -l ${l.mnt} 2>/dev/null`));
+  t.equal(readFileSync(join(l.mnt, 'etc/hostname'), 'utf8'), 'mid-hostname\n');
+  t.equal(sh(`umount ${l.mnt}`).code, 0);
+  await new Promise((res) => setTimeout(res, 300));
+  t.equal(driversFor(l.mnt), 0, 'the driver exited after umount(8)');
+});

@@ -132,8 +132,10 @@ t.test('renaming a directory with lower content works (no EXDEV) and survives a 
   t.notOk(existsSync(join(l.mnt, 'deep')));
 });
 
-t.test('hard links: link copies up, st_nlink is right at once after link and unlink', async (t) => {
-  const l = strataOver(t);
+t.test('hard links (attr_timeout=0): link copies up, st_nlink is right at once after link and unlink', async (t) => {
+  const l = layout(tempDir(t));
+  kernelLayers(l.lowers);
+  mountStrata(t, l, ['-o', 'attr_timeout=0']);
   const a = join(l.mnt, 'etc/hostname');
   const b = join(l.mnt, 'etc/hostname2');
   must(`ln ${a} ${b}`);
@@ -142,6 +144,16 @@ t.test('hard links: link copies up, st_nlink is right at once after link and unl
   t.equal(statSync(a).ino, statSync(b).ino, 'one inode');
   unlinkSync(b);
   t.equal(statSync(a).nlink, 1);
+});
+
+t.test('hard links with attribute caching: nlink is right once the attribute timeout passes', async (t) => {
+  const l = strataOver(t);
+  const a = join(l.mnt, 'etc/hostname');
+  must(`ln ${a} ${join(l.mnt, 'etc/hostname2')}`);
+  t.equal(statSync(join(l.mnt, 'etc/hostname2')).nlink, 2, 'the new name at once');
+  await new Promise((r) => setTimeout(r, 1100));
+  t.equal(statSync(a).nlink, 2, 'the old name after the 1 s attribute timeout');
+  t.equal(lstatSync(join(l.upper, 'etc/hostname')).nlink, 2, 'one inode in the upper');
 });
 
 t.test('open, unlink, fstat: the open file still works and reports nlink 0', async (t) => {
