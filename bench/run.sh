@@ -43,7 +43,7 @@ mount_fs() {
   case $fs in
     kernel) mount -t overlay overlay -o "lowerdir=$B/lower,upperdir=$d/upper,workdir=$d/work" "$d/mnt" ;;
     strata) strata mount --lower "$B/lower" --upper "$d/upper" --work "$d/work" "$d/mnt" ;;
-    fuse-overlayfs) fuse-overlayfs -o "lowerdir=$B/lower,upperdir=$d/upper,workdir=$d/work" "$d/mnt" ;;
+    fuse-overlayfs) fuse-overlayfs -o "lowerdir=$B/lower,upperdir=$d/upper,workdir=$d/work" "$d/mnt" 2>/dev/null ;;
   esac
 }
 
@@ -53,25 +53,34 @@ umount_fs() {
   rm -rf "$B/$fs"
 }
 
-# run NAME WARMUP-COMMAND MEASURED-COMMAND: fresh mount, caches dropped, the warm-up (if any),
-# then the measured command with the mountpoint as $M.
+# run NAME WARMUP-COMMAND MEASURED-COMMAND: for each union, a fresh mount, caches dropped, the
+# warm-up (if any), then the measured command with the mountpoint as $M. Rounds interleave the
+# unions (this VM's disk is noisy) and the median of $ROUNDS is kept.
+ROUNDS=${BENCH_ROUNDS:-3}
 run() {
   local name=$1 warm=$2 cmd=$3
-  for fs in "${FS_LIST[@]}"; do
-    mount_fs "$fs"
-    export M=$B/$fs/mnt
-    drop_caches
-    [ -n "$warm" ] && bash -c "$warm" >/dev/null
-    local t0; t0=$(now)
-    bash -c "$cmd" >/dev/null
-    MS[$name,$fs]=$(( ($(now) - t0) / 1000000 ))
-    umount_fs "$fs"
+  declare -A samples=()
+  for r in $(seq "$ROUNDS"); do
+    for fs in "${FS_LIST[@]}"; do
+      mount_fs "$fs"
+      export M=$B/$fs/mnt
+      drop_caches
+      [ -n "$warm" ] && bash -c "$warm" >/dev/null
+      local t0; t0=$(now)
+      bash -c "$cmd" >/dev/null
+      samples[$fs]+="$(( ($(now) - t0) / 1000000 )) "
+      umount_fs "$fs"
+    done
   done
-  printf '%-34s %9s %9s %9s\n' "$name" "${MS[$name,kernel]}" "${MS[$name,strata]}" "${MS[$name,fuse-overlayfs]}" >&2
+  for fs in "${FS_LIST[@]}"; do
+    MS[$name,$fs]=$(tr ' ' '\n' <<<"${samples[$fs]}" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  done
+  printf '%-34s %9s %9s %9s   (all: %s| %s| %s)\n' "$name" "${MS[$name,kernel]}" "${MS[$name,strata]}" "${MS[$name,fuse-overlayfs]}" \
+    "${samples[kernel]}" "${samples[strata]}" "${samples[fuse-overlayfs]}" >&2
 }
 
 prepare_lower
-echo "workload                           kernel ms strata ms  f-ovl ms" >&2
+echo "workload (median of $ROUNDS)           kernel ms strata ms  f-ovl ms" >&2
 run "seq read ${SIZE_MB}M cold"   ""                        'cat $M/big > /dev/null'
 run "seq read ${SIZE_MB}M warm"   'cat $M/big > /dev/null'  'cat $M/big > /dev/null'
 run "random 4k reads (64 MiB)"    ""                        'fio --name=r --filename=$M/big --rw=randread --bs=4k --io_size=64M --ioengine=psync --randseed=1 --output=/dev/null'

@@ -14,10 +14,10 @@ export interface MountConfig {
   /** Kernel caching of directory entries (positive and negative), in seconds. */
   cacheTimeout: number;
   /**
-   * Kernel caching of attributes, in seconds. libfuse 2's path API gives each name of a
-   * hard-linked file its own kernel inode, so with caching on, another name's st_nlink can be
-   * stale for this long after link/unlink; 0 makes it exact at the price of a getattr for every
-   * stat and permission check (default_permissions re-reads each directory's mode).
+   * Kernel caching of attributes, in seconds; 0 by default. libfuse 2's path API gives each name
+   * of a hard-linked file its own kernel inode, so with caching on, another name's nlink, size
+   * and mode can be stale for this long after a change through one name. 0 keeps them exact at
+   * the price of a getattr for every stat and permission check.
    */
   attrTimeout: number;
   /** Bound of the dentry cache, in directory entries. */

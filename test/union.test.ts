@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { sys } from '../driver/native/sys.js';
 import { kernelLayers, ociLayers } from './lib/fixtures.js';
 import { layout, mountKernel, mountStrata, tempDir, unmountStrata, type Layout } from './lib/mounts.js';
-import { must, sh } from './lib/run.js';
+import { must, sh, strata } from './lib/run.js';
 import { diffSnapshots, snapshot } from './lib/tree.js';
 
 function strataOver(t: Tap, build: (lowers: string[]) => void = kernelLayers, rw = true): Layout {
@@ -132,10 +132,8 @@ t.test('renaming a directory with lower content works (no EXDEV) and survives a 
   t.notOk(existsSync(join(l.mnt, 'deep')));
 });
 
-t.test('hard links (attr_timeout=0): link copies up, st_nlink is right at once after link and unlink', async (t) => {
-  const l = layout(tempDir(t));
-  kernelLayers(l.lowers);
-  mountStrata(t, l, ['-o', 'attr_timeout=0']);
+t.test('hard links: link copies up, st_nlink is right at once after link and unlink', async (t) => {
+  const l = strataOver(t);
   const a = join(l.mnt, 'etc/hostname');
   const b = join(l.mnt, 'etc/hostname2');
   must(`ln ${a} ${b}`);
@@ -146,8 +144,10 @@ t.test('hard links (attr_timeout=0): link copies up, st_nlink is right at once a
   t.equal(statSync(a).nlink, 1);
 });
 
-t.test('hard links with attribute caching: nlink is right once the attribute timeout passes', async (t) => {
-  const l = strataOver(t);
+t.test('hard links with -o attr_timeout=1: nlink is right once the attribute timeout passes', async (t) => {
+  const l = layout(tempDir(t));
+  kernelLayers(l.lowers);
+  mountStrata(t, l, ['-o', 'attr_timeout=1']);
   const a = join(l.mnt, 'etc/hostname');
   must(`ln ${a} ${join(l.mnt, 'etc/hostname2')}`);
   t.equal(statSync(join(l.mnt, 'etc/hostname2')).nlink, 2, 'the new name at once');
@@ -250,6 +250,19 @@ t.test('permissions are the kernel\'s: a non-root user meets modes and sticky di
   t.equal(asNobody(`echo x > ${join(l.mnt, 'tmp/mine')}`).code, 0, 'can create in a 1777 dir');
   t.equal(lstatSync(join(l.upper, 'tmp/mine')).uid, 65534, 'owned by its creator');
   t.not(asNobody(`rm ${join(l.mnt, 'data/kept.txt')}`).code, 0, 'cannot delete in a root dir');
+});
+
+t.test('the dentry cache stays within its bound and stays correct when it evicts', async (t) => {
+  const l = layout(tempDir(t));
+  must(`cd ${l.lowers[0]} && for d in $(seq 30); do mkdir d$d && (cd d$d && seq 100 | xargs touch); done`);
+  mountStrata(t, l, ['-o', 'cache_entries=1000']);
+  const first = must(`cd ${l.mnt} && find . | sort`);
+  const again = must(`cd ${l.mnt} && find . | sort`);
+  t.equal(first.split('\n').length, 3032, 'all 3030 entries listed');
+  t.equal(again, first, 'the same after evictions');
+  const s = JSON.parse(strata(['status', l.mnt]).stdout) as { cache: { entries: number; evictions: number } };
+  t.ok(s.cache.evictions > 0, `evicted (${s.cache.evictions})`);
+  t.ok(s.cache.entries <= 1100, `entries stay near the bound (${s.cache.entries})`);
 });
 
 t.test('statfs leaves room for the .wh. prefix', async (t) => {
