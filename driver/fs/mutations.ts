@@ -199,10 +199,16 @@ export class Mutations {
     copyUpDir(this.u, parent);
     const rel = node.rel();
     this.removeEntry(upper, node, rel);
+    this.detach(parent, node);
+  }
+
+  /** The cache side of a removal: the name leaves its directory (a whiteout if a lower shows it). */
+  private detach(parent: Node, node: Node): void {
     const state = this.u.dirState(parent);
     state.children.delete(node.name);
     if (node.lowerVisible) state.upperWhiteouts.add(node.name);
     node.unlinked = true;
+    this.u.cache.forget(node);
     this.u.cache.removed();
   }
 
@@ -235,12 +241,7 @@ export class Mutations {
     copyUpDir(this.u, parent);
     const rel = node.rel();
     this.removeDir(upper, node, rel);
-    const state = this.u.dirState(parent);
-    state.children.delete(node.name);
-    if (node.lowerVisible) state.upperWhiteouts.add(node.name);
-    node.unlinked = true;
-    this.u.cache.forget(node);
-    this.u.cache.removed();
+    this.detach(parent, node);
   }
 
   /** Take an empty (in the merged view) directory out: its upper copy holds only whiteouts. */
@@ -364,12 +365,8 @@ export class Mutations {
     } else {
       check(makeWhiteout(upper.fd, rel), 'whiteout');
     }
-    const state = this.u.dirState(parent);
-    state.children.delete(node.name);
-    if (node.lowerVisible) state.upperWhiteouts.add(node.name);
-    node.unlinked = true;
+    this.detach(parent, node);
     this.u.hidden.set(hiddenPath, node);
-    this.u.cache.removed();
   }
 
   /** rename(2) in the upper, leaving a whiteout behind when a lower layer shows the old name. */
