@@ -265,6 +265,16 @@ t.test('the dentry cache stays within its bound and stays correct when it evicts
   t.ok(s.cache.entries <= 1100, `entries stay near the bound (${s.cache.entries})`);
 });
 
+t.test('a redirect from a layer never leads out of it (.., or through a symlink)', async (t) => {
+  const l = layout(tempDir(t), 1);
+  must(`cd ${l.lowers[0]} && ln -s / rootlink && mkdir real && echo inside > real/f`);
+  must(`cd ${l.upper} && mkdir up1 up2 up3 && setfattr -n trusted.overlay.redirect -v /../../../../etc up1 && setfattr -n trusted.overlay.redirect -v /rootlink/etc up2 && setfattr -n trusted.overlay.redirect -v /real up3`);
+  mountStrata(t, l);
+  t.same(readdirSync(join(l.mnt, 'up1')), [], 'a .. redirect is ignored');
+  t.same(readdirSync(join(l.mnt, 'up2')), [], 'a redirect through a symlink is ignored');
+  t.same(readdirSync(join(l.mnt, 'up3')), ['f'], 'a good redirect is followed');
+});
+
 t.test('statfs leaves room for the .wh. prefix', async (t) => {
   const l = strataOver(t);
   t.equal(must(`stat -f -c %l ${l.mnt}`).trim(), '251');

@@ -14,7 +14,7 @@
  *                 path. strata writes absolute redirects.
  */
 import { sys } from '../native/sys.js';
-import { S, S_IFCHR, S_IFMT } from './stat.js';
+import { S, S_IFCHR, S_IFDIR, S_IFMT } from './stat.js';
 import { baseName, joinRel, parentRel, ROOT, type Layer } from './layers.js';
 
 export const WH_PREFIX = '.wh.';
@@ -96,13 +96,39 @@ function readRedirect(layer: Layer, rel: string): string | null {
   const v = sys.getxattrAt(layer.fd, rel, XATTR_REDIRECT);
   if (typeof v === 'number') return null;
   const target = v.toString();
+  let resolved: string;
   if (target.startsWith('/')) {
     const abs = target.replace(/^\/+/, '').replace(/\/+$/, '');
-    return abs === '' ? ROOT : abs;
+    resolved = abs === '' ? ROOT : abs;
+  } else {
+    // A relative redirect names an entry of the same parent directory.
+    if (target === '' || target.includes('/')) return null;
+    resolved = joinRel(parentRel(rel), target);
   }
-  // A relative redirect names an entry of the same parent directory.
-  if (target === '' || target.includes('/')) return null;
-  return joinRel(parentRel(rel), target);
+  return staysInside(resolved) ? resolved : null;
+}
+
+/**
+ * A redirect comes from layer content and is never trusted: it may not climb out with "..",
+ * and each step must be a real directory (a symlink there would be followed by the *at() calls
+ * as an intermediate component, out of the layer).
+ */
+function staysInside(rel: string): boolean {
+  if (rel === ROOT) return true;
+  const parts = rel.split('/');
+  if (parts.some((p) => p === '' || p === '.' || p === '..')) return false;
+  return true;
+}
+
+/** Whether every proper ancestor of `rel` in `layer` is a directory, not a symlink. */
+export function ancestorsAreDirs(layer: Layer, rel: string): boolean {
+  let at = '';
+  const parts = rel.split('/');
+  for (let i = 0; i < parts.length - 1; i++) {
+    at = at === '' ? parts[i]! : at + '/' + parts[i]!;
+    if (sys.lstatAt(layer.fd, at, scratch) < 0 || (scratch[S.mode]! & S_IFMT) !== S_IFDIR) return false;
+  }
+  return true;
 }
 
 /** Whether the zero-size regular file `rel` is a kernel 6.7+ xattr whiteout. */

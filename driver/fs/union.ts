@@ -6,6 +6,7 @@
 import { sys } from '../native/sys.js';
 import { E, fsErr, FsError } from './errno.js';
 import {
+  ancestorsAreDirs,
   hasTarWhiteout,
   isReservedName,
   isWhiteoutStat,
@@ -150,7 +151,11 @@ export class Union {
     const parentSources = dir.parent === null ? null : this.dirState(dir.parent).lowerSources;
     for (const layer of this.stack.lowers) {
       let rel: string;
-      if (redirect !== null) rel = redirect;
+      if (redirect !== null) {
+        // A redirected path was not reached by walking this layer's directories: check the walk.
+        if (!ancestorsAreDirs(layer, redirect)) continue;
+        rel = redirect;
+      }
       else if (parentSources === null) rel = ROOT;
       else {
         const ps = parentSources.find((s) => s.layer === layer);
