@@ -20,6 +20,8 @@ export interface ServeHooks {
 }
 
 export function serve(config: MountConfig, hooks: ServeHooks): void {
+  // The kernel already applied the caller's umask to every mode it sends: ours must not apply again.
+  process.umask(0);
   let stack;
   try {
     stack = openLayerStack({ lowers: config.lowers, upper: config.upper, work: config.work });

@@ -55,6 +55,22 @@ t.test('strata mounts an upper that kernel overlayfs wrote', async (t) => {
   t.same(diffSnapshots(snapshot(s.mnt), want), []);
 });
 
+t.test('kernel redirects (redirect_dir=on), absolute and relative, read the same in strata', async (t) => {
+  const base = tempDir(t);
+  const k = layout(base, 3, 'k-');
+  kernelLayers(k.lowers);
+  const opts = `lowerdir=${k.lowers.join(':')},upperdir=${k.upper},workdir=${k.work},redirect_dir=on`;
+  must(`mount -t overlay overlay -o ${opts} ${k.mnt}`);
+  t.teardown(() => void sh(`umount ${k.mnt} 2>/dev/null`));
+  must(`cd ${k.mnt} && mv deep/a deep/renamed && mv deep moved && mv data/sub data/sub2 && mv data d2`);
+  const want = snapshot(k.mnt);
+  must(`umount ${k.mnt}`);
+  const s: Layout = { ...k, work: layout(base, 0, 'sw-').work, mnt: layout(base, 0, 'sm-').mnt };
+  mountStrata(t, s);
+  t.same(diffSnapshots(snapshot(s.mnt), want), []);
+  t.ok(want.has('moved/renamed/b/c/file.txt') && want.has('d2/sub2/f.txt'), 'the renamed trees have their lower content');
+});
+
 t.test('yesterday\'s upper is today\'s lower: strata reads its own upper as a lower layer', async (t) => {
   const base = tempDir(t);
   const s = layout(base, 3, 's-');

@@ -275,6 +275,43 @@ t.test('a redirect from a layer never leads out of it (.., or through a symlink)
   t.same(readdirSync(join(l.mnt, 'up3')), ['f'], 'a good redirect is followed');
 });
 
+t.test('modes are the caller\'s (umask applied once), setgid directories pass their group on', async (t) => {
+  const l = strataOver(t);
+  must(`cd ${l.mnt} && umask 0 && mkdir -m 777 open && touch open/f && mkfifo -m 666 open/p`);
+  t.equal(lstatSync(join(l.mnt, 'open')).mode & 0o7777, 0o777);
+  t.equal(lstatSync(join(l.mnt, 'open/f')).mode & 0o7777, 0o666);
+  t.equal(lstatSync(join(l.mnt, 'open/p')).mode & 0o7777, 0o666);
+  must(`cd ${l.mnt} && chgrp 50 data && chmod g+s data && rm data/kept.txt && touch data/kept.txt && mkdir data/newdir`);
+  t.equal(lstatSync(join(l.mnt, 'data/kept.txt')).gid, 50, 'a file made over a whiteout gets the group');
+  t.equal(lstatSync(join(l.mnt, 'data/newdir')).gid, 50);
+  t.ok(lstatSync(join(l.mnt, 'data/newdir')).mode & 0o2000, 'and a directory the setgid bit');
+});
+
+t.test('rename(2) between two links of one file does nothing; a user may use .fuse_hidden names', async (t) => {
+  const l = strataOver(t);
+  must(`cd ${l.mnt} && touch a && ln a b && python3 -c "import os; os.rename('a', 'b')"`);
+  t.ok(existsSync(join(l.mnt, 'a')) && existsSync(join(l.mnt, 'b')), 'both names stay');
+  must(`cd ${l.mnt} && echo keep > h && mv h .fuse_hidden0000000100000002`);
+  t.equal(readFileSync(join(l.mnt, '.fuse_hidden0000000100000002'), 'utf8'), 'keep\n');
+  unmountStrata(l.mnt);
+  mountStrata(t, l);
+  t.ok(existsSync(join(l.mnt, 'a')) && existsSync(join(l.mnt, 'b')), 'both names after a remount');
+  t.equal(readFileSync(join(l.mnt, '.fuse_hidden0000000100000002'), 'utf8'), 'keep\n', 'not treated as a hidden file');
+});
+
+t.test('a directory removed while open never lists what was made at its old path', async (t) => {
+  const l = strataOver(t);
+  const r = sh(`cd ${l.mnt} && python3 -c "
+import os
+fd = os.open('keep', os.O_RDONLY | os.O_DIRECTORY)
+os.system('rm -r keep && mkdir keep && touch keep/x')
+try:
+    print(sorted(os.listdir(fd)))
+except FileNotFoundError:
+    print('ENOENT')"`);
+  t.match(r.stdout.trim(), /^(\[\]|ENOENT)$/, 'empty, or ENOENT as the kernel answers for a dead directory');
+});
+
 t.test('statfs leaves room for the .wh. prefix', async (t) => {
   const l = strataOver(t);
   t.equal(must(`stat -f -c %l ${l.mnt}`).trim(), '251');

@@ -122,7 +122,8 @@ function moveIntoUpper(upper: Layer, wfd: number, tmp: string, rel: string): voi
   const parent = parentRel(rel);
   const pst = newStat();
   const havePst = sys.lstatAt(upper.fd, parent, pst) === 0;
-  check(sys.renameAt2(wfd, tmp, upper.fd, rel, 0), 'copy-up rename ' + rel);
+  // NOREPLACE: a copy-up never overwrites an upper entry (it would if the view were stale).
+  check(sys.renameAt2(wfd, tmp, upper.fd, rel, sys.RENAME_NOREPLACE), 'copy-up rename ' + rel);
   if (havePst) setTimes(upper.fd, parent, pst);
 }
 

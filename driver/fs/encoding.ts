@@ -69,8 +69,8 @@ export interface DirMarks {
   opaque: boolean;
   /** The directory may hold xattr whiteouts (kernel 6.7+ encoding). */
   xattrWhiteouts: boolean;
-  /** Lower path this directory continues at (from trusted.overlay.redirect), relative form. */
-  redirect: string | null;
+  /** Where this directory continues in the layers below (from trusted.overlay.redirect). */
+  redirect: Redirect | null;
 }
 
 /**
@@ -92,20 +92,23 @@ export function readDirMarks(layer: Layer, rel: string, hasOpaqueMarker?: boolea
 
 const scratch = new Uint32Array(22);
 
-function readRedirect(layer: Layer, rel: string): string | null {
+/**
+ * An absolute redirect is a path from the layer root; a relative one is a name in the parent
+ * directory as the parent is found in each lower layer (which may itself be redirected).
+ */
+export type Redirect = { path: string } | { name: string };
+
+function readRedirect(layer: Layer, rel: string): Redirect | null {
   const v = sys.getxattrAt(layer.fd, rel, XATTR_REDIRECT);
   if (typeof v === 'number') return null;
   const target = v.toString();
-  let resolved: string;
   if (target.startsWith('/')) {
     const abs = target.replace(/^\/+/, '').replace(/\/+$/, '');
-    resolved = abs === '' ? ROOT : abs;
-  } else {
-    // A relative redirect names an entry of the same parent directory.
-    if (target === '' || target.includes('/')) return null;
-    resolved = joinRel(parentRel(rel), target);
+    const path = abs === '' ? ROOT : abs;
+    return staysInside(path) ? { path } : null;
   }
-  return staysInside(resolved) ? resolved : null;
+  if (target.includes('/') || !staysInside(target)) return null;
+  return { name: target };
 }
 
 /**

@@ -38,7 +38,7 @@ export interface DriverStats {
 export function makeOps(opts: AdapterOptions): { ops: FuseOps; stats: () => DriverStats } {
   const { union: u, caller } = opts;
   const m = new Mutations(u);
-  const lock = new MutationLock();
+  const lock = new MutationLock(u.cache);
   const handles = new Map<number, Node>();
   const dirHandles = new Map<number, Node>();
   let nextDirHandle = 0;
@@ -136,6 +136,8 @@ export function makeOps(opts: AdapterOptions): { ops: FuseOps; stats: () => Driv
         const dir = dirHandles.get(fh) ?? (path !== null ? u.lookup(path) : undefined);
         if (dir === undefined) throw fsErr(E.EBADF);
         if (dir.kind !== 'dir') throw fsErr(E.ENOTDIR);
+        // A directory removed while open lists as empty, whatever now stands at its old path.
+        if (dir.unlinked) return cb(0, ['.', '..'], [direntStat(dir), direntStat(dir)]);
         const { names, nodes } = u.list(dir);
         const stats = nodes.map(direntStat);
         cb(0, names, stats);

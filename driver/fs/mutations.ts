@@ -13,7 +13,7 @@ import { makeWhiteout, removeRedirect, setOpaque, setRedirect, xattrToLayer } fr
 import { joinRel, removeContents, type Layer } from './layers.js';
 import { Node, type Kind } from './node.js';
 import { newStat, S, S_ISGID, S_IFMT, S_IFREG } from './stat.js';
-import { HIDDEN_PREFIX, kindOfMode, type Union } from './union.js';
+import { HIDDEN_NAME, kindOfMode, type Union } from './union.js';
 
 /** The process on whose behalf a new entry is created. */
 export interface Caller {
@@ -82,7 +82,7 @@ export class Mutations {
       const tmp = workName();
       fd = check(sys.openAt(this.u.stack.workFd, tmp, openFlags, mode & 0o7777), 'create');
       try {
-        this.own(fd, rel, caller, parent, mode);
+        this.ownAt(this.u.stack.workFd, tmp, caller, parent, mode);
         check(sys.renameAt2(this.u.stack.workFd, tmp, upper.fd, rel, 0), 'create over whiteout');
       } catch (err) {
         sys.close(fd);
@@ -111,7 +111,7 @@ export class Mutations {
       const tmp = workName();
       check(sys.mkdirAt(wfd, tmp, mode & 0o7777), 'mkdir');
       try {
-        this.ownAt(wfd, tmp, caller, parent, mode);
+        this.ownAt(wfd, tmp, caller, parent, mode, true);
         check(setOpaque(wfd, tmp), 'mark opaque');
         check(sys.renameAt2(wfd, tmp, upper.fd, rel, sys.RENAME_EXCHANGE), 'mkdir over whiteout');
       } catch (err) {
@@ -128,11 +128,14 @@ export class Mutations {
   }
 
   /** chown for an entry still in the work dir (its future parent decides the group). */
-  private ownAt(dirfd: number, rel: string, caller: Caller, parent: Node, mode: number): void {
+  private ownAt(dirfd: number, rel: string, caller: Caller, parent: Node, mode: number, isDir = false): void {
     check(sys.lstatAt(this.u.upper!.fd, parent.rel(), this.st), 'stat parent');
-    const gid = this.st[S.mode]! & S_ISGID ? this.st[S.gid]! : caller.gid;
-    check(sys.chownAt(dirfd, rel, caller.uid, gid), 'chown new entry');
-    if (mode & 0o6000) check(sys.chmodAt(dirfd, rel, mode & 0o7777), 'chmod new entry');
+    const setgidParent = (this.st[S.mode]! & S_ISGID) !== 0;
+    check(sys.chownAt(dirfd, rel, caller.uid, setgidParent ? this.st[S.gid]! : caller.gid), 'chown new entry');
+    // What a setgid parent gives an entry made in it: its group, and to a directory the bit too.
+    let perms = mode & 0o7777;
+    if (setgidParent && isDir) perms |= S_ISGID;
+    if (perms & 0o6000) check(sys.chmodAt(dirfd, rel, perms), 'chmod new entry');
   }
 
   mknod(path: string, mode: number, dev: number, caller: Caller): void {
@@ -268,14 +271,17 @@ export class Mutations {
 
   async rename(src: string, dst: string): Promise<void> {
     const upper = this.upper();
-    if (dst.slice(dst.lastIndexOf('/')).startsWith(HIDDEN_PREFIX)) return this.hide(src, dst);
     const node = this.u.lookup(src);
+    // libfuse hides only open files, under `.fuse_hidden` + 16 hex digits; anything else is a
+    // user's own rename.
+    if (node.open > 0 && node.kind !== 'dir' && HIDDEN_NAME.test(dst.slice(dst.lastIndexOf('/')))) return this.hide(src, dst);
     if (node.parent === null) throw fsErr(E.EBUSY);
     const { parent: dparent, name: dname } = this.u.lookupParent(dst);
     this.u.checkName(dname);
     const dstate = this.u.dirState(dparent);
     const existing = dstate.children.get(dname);
     if (existing === node) return;
+    if (existing !== undefined && this.sameInode(node, existing)) return; // rename(2) of two links of one file: nothing
     if (existing !== undefined) {
       if (node.kind === 'dir') {
         if (existing.kind !== 'dir') throw fsErr(E.ENOTDIR);
@@ -335,6 +341,15 @@ export class Mutations {
     node.lowerVisible = dstLowerVisible;
   }
 
+  private sameInode(a: Node, b: Node): boolean {
+    if (a.kind === 'dir' || b.kind === 'dir') return false;
+    const la = this.u.location(a);
+    const lb = this.u.location(b);
+    const sb = newStat();
+    if (sys.lstatAt(la.layer.fd, la.path, this.st) < 0 || sys.lstatAt(lb.layer.fd, lb.path, sb) < 0) return false;
+    return la.layer === lb.layer && this.st[S.inoLo] === sb[S.inoLo] && this.st[S.inoHi] === sb[S.inoHi];
+  }
+
   /**
    * libfuse's stand-in for unlinking an open file: it renames it to `.fuse_hidden*` and unlinks
    * that name on release. strata takes the file out of the merged view at once (a whiteout where
@@ -344,7 +359,6 @@ export class Mutations {
   private hide(src: string, hiddenPath: string): void {
     const upper = this.upper();
     const node = this.u.lookup(src);
-    if (node.kind === 'dir') throw fsErr(E.EISDIR);
     const parent = node.parent!;
     copyUpDir(this.u, parent);
     const rel = node.rel();

@@ -85,12 +85,18 @@ export class DentryCache {
     this.lru.set(dir, true);
   }
 
+  /**
+   * Mutations in flight. While one runs (a copy-up awaiting its data, say), nothing is evicted:
+   * it holds nodes and directory states that must stay the ones the tree shows.
+   */
+  busy = 0;
+
   loaded(dir: Node, state: DirState): void {
     dir.dir = state;
     this.stats.entries += state.children.size;
     this.stats.loadedDirs++;
     this.lru.set(dir, true);
-    if (this.stats.entries > this.maxEntries) this.evict();
+    if (this.stats.entries > this.maxEntries && this.busy === 0) this.evict(dir);
   }
 
   added(): void {
@@ -111,11 +117,14 @@ export class DentryCache {
     node.dir = undefined;
   }
 
-  private evict(): void {
+  /** Unload least recently used directories, never `keep` (just loaded) nor its ancestors. */
+  private evict(keep: Node): void {
     const target = this.maxEntries * 0.9;
+    const spared = new Set<Node>();
+    for (let n: Node | null = keep; n !== null; n = n.parent) spared.add(n);
     for (const dir of this.lru.keys()) {
       if (this.stats.entries <= target) break;
-      if (dir.parent === null || !evictable(dir)) continue;
+      if (dir.parent === null || spared.has(dir) || !evictable(dir)) continue;
       this.forget(dir);
       this.stats.evictions++;
     }

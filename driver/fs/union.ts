@@ -14,6 +14,7 @@ import {
   OPAQUE_MARKER,
   readDirMarks,
   WH_PREFIX,
+  type Redirect,
 } from './encoding.js';
 import { joinRel, Layer, ROOT, type LayerStack } from './layers.js';
 import { DentryCache, Node, type DirState, type Kind, type Source } from './node.js';
@@ -28,6 +29,7 @@ const TWO32 = 4294967296;
 
 /** libfuse 2 renames an open file that is unlinked to `.fuse_hidden<ids>` (without hard_remove). */
 export const HIDDEN_PREFIX = '/.fuse_hidden';
+export const HIDDEN_NAME = /^\/\.fuse_hidden[0-9a-f]{16}$/;
 
 interface MergeSource extends Source {
   xattrWhiteouts: boolean;
@@ -144,23 +146,22 @@ export class Union {
   }
 
   /** Lower directories merged under `dir`, following opaque marks and redirects. */
-  private lowerSources(dir: Node, upperMarks: { opaque: boolean; redirect: string | null } | null): MergeSource[] {
+  private lowerSources(dir: Node, upperMarks: { opaque: boolean; redirect: Redirect | null } | null): MergeSource[] {
     const out: MergeSource[] = [];
     if (upperMarks?.opaque) return out;
     let redirect = upperMarks?.redirect ?? null;
     const parentSources = dir.parent === null ? null : this.dirState(dir.parent).lowerSources;
     for (const layer of this.stack.lowers) {
       let rel: string;
-      if (redirect !== null) {
+      if (redirect !== null && 'path' in redirect) {
         // A redirected path was not reached by walking this layer's directories: check the walk.
-        if (!ancestorsAreDirs(layer, redirect)) continue;
-        rel = redirect;
-      }
-      else if (parentSources === null) rel = ROOT;
+        if (!ancestorsAreDirs(layer, redirect.path)) continue;
+        rel = redirect.path;
+      } else if (parentSources === null) rel = ROOT;
       else {
         const ps = parentSources.find((s) => s.layer === layer);
         if (ps === undefined) continue;
-        rel = joinRel(ps.path, dir.name);
+        rel = joinRel(ps.path, redirect !== null ? redirect.name : dir.name);
       }
       const r = sys.lstatAt(layer.fd, rel, this.scratch);
       if (r < 0) {
