@@ -4,6 +4,8 @@
  * fuse-overlayfs's style (.wh..wh..opq files besides the xattr) reads correctly.
  */
 import t from 'tap';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { kernelLayers } from './lib/fixtures.js';
 import { layout, mountKernel, mountStrata, tempDir, unmountStrata, type Layout } from './lib/mounts.js';
 import { must, sh } from './lib/run.js';
@@ -69,6 +71,25 @@ t.test('kernel redirects (redirect_dir=on), absolute and relative, read the same
   mountStrata(t, s);
   t.same(diffSnapshots(snapshot(s.mnt), want), []);
   t.ok(want.has('moved/renamed/b/c/file.txt') && want.has('d2/sub2/f.txt'), 'the renamed trees have their lower content');
+});
+
+t.test('new entries over OCI-form whiteouts in the upper: the upper ends in kernel form', async (t) => {
+  const base = tempDir(t);
+  const s = layout(base, 3, 's-');
+  kernelLayers(s.lowers);
+  must(`cd ${s.upper} && mkdir etc && touch .wh.keep etc/.wh.passwd .wh.newdir`);
+  mountStrata(t, s);
+  t.notOk(existsSync(join(s.mnt, 'keep')), 'hidden by .wh.keep');
+  must(`cd ${s.mnt} && mkdir keep && echo x > etc/passwd && mv usr newdir`);
+  t.same(readdirSync(join(s.mnt, 'keep')), [], 'the new dir does not show lower content');
+  t.equal(readFileSync(join(s.mnt, 'etc/passwd'), 'utf8'), 'x\n');
+  t.ok(existsSync(join(s.mnt, 'newdir/bin/tool')), 'a directory renamed over one');
+  const want = snapshot(s.mnt);
+  unmountStrata(s.mnt);
+  t.same(readdirSync(s.upper).filter((n) => n.startsWith('.wh.')), [], 'no OCI-form whiteouts left at the top');
+  const k: Layout = { ...s, work: layout(base, 0, 'kw-').work, mnt: layout(base, 0, 'km-').mnt };
+  mountKernel(t, k);
+  t.same(diffSnapshots(snapshot(k.mnt), want), [], 'the kernel sees the same');
 });
 
 t.test('yesterday\'s upper is today\'s lower: strata reads its own upper as a lower layer', async (t) => {

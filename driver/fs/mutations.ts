@@ -9,7 +9,7 @@ import { constants as fsc } from 'node:fs';
 import { sys } from '../native/sys.js';
 import { copyUp, copyUpDir, workName } from './copy-up.js';
 import { check, E, FsError, fsErr } from './errno.js';
-import { makeWhiteout, removeRedirect, setOpaque, setRedirect, xattrToLayer } from './encoding.js';
+import { makeWhiteout, removeRedirect, setOpaque, setRedirect, WH_PREFIX, xattrToLayer } from './encoding.js';
 import { joinRel, removeContents, type Layer } from './layers.js';
 import { Node, type Kind } from './node.js';
 import { newStat, S, S_ISGID, S_IFMT, S_IFREG } from './stat.js';
@@ -42,7 +42,23 @@ export class Mutations {
     const state = this.u.dirState(parent);
     if (state.children.has(name)) throw fsErr(E.EEXIST);
     copyUpDir(this.u, parent);
+    this.kernelFormWhiteout(parent, name);
     return { parent, name, upper, overWhiteout: state.upperWhiteouts.has(name) };
+  }
+
+  /**
+   * An OCI-form whiteout in the upper (`.wh.<name>`) leaves the name itself free, which the
+   * atomic replace-the-whiteout steps below rely on not being. Rewrite it in the kernel's form
+   * first: the device, then drop the file (between the two, both hide the name).
+   */
+  private kernelFormWhiteout(dir: Node, name: string): void {
+    const state = this.u.dirState(dir);
+    if (state.tarWhiteouts?.has(name) !== true) return;
+    const rel = dir.childRel(name);
+    const r = makeWhiteout(this.u.upper!.fd, rel);
+    if (r < 0 && -r !== E.EEXIST) throw new FsError(-r, 'whiteout ' + rel);
+    sys.unlinkAt(this.u.upper!.fd, dir.childRel(WH_PREFIX + name), 0);
+    state.tarWhiteouts.delete(name);
   }
 
   /**
@@ -295,6 +311,7 @@ export class Mutations {
     const sparent = node.parent;
     copyUpDir(this.u, sparent);
     copyUpDir(this.u, dparent);
+    this.kernelFormWhiteout(dparent, dname);
     const dstLowerVisible = existing !== undefined ? existing.lowerVisible : dstate.upperWhiteouts.has(dname);
     const dstRel = joinRel(dparent.rel(), dname);
     if (node.kind === 'dir') {
@@ -318,13 +335,25 @@ export class Mutations {
     }
     const srcRel = node.rel();
     if (existing !== undefined && existing.kind === 'dir' && existing.inUpper) {
-      // The replaced directory is empty in the merged view: its upper copy holds only whiteouts.
-      removeContents(upper.fd, existing.rel());
+      // The replaced directory is empty in the merged view, but its upper copy may hold
+      // whiteouts, and rename(2) wants it empty. Swap in an empty opaque directory in one step
+      // (the view does not change), then clear the old copy out of sight in the work dir.
+      const wfd = this.u.stack.workFd;
+      const tmp = workName();
+      check(sys.mkdirAt(wfd, tmp, 0o755), 'rename: empty dir');
+      check(setOpaque(wfd, tmp), 'mark opaque');
+      check(sys.renameAt2(wfd, tmp, upper.fd, dstRel, sys.RENAME_EXCHANGE), 'rename: clear target');
+      removeContents(wfd, tmp);
+      sys.unlinkAt(wfd, tmp, sys.AT_REMOVEDIR);
+      this.moveInUpper(upper, srcRel, dstRel, node.lowerVisible);
     } else if (existing === undefined && dstLowerVisible && node.kind === 'dir') {
-      // A directory cannot be renamed over the whiteout device: remove the whiteout first.
-      sys.unlinkAt(upper.fd, dstRel, 0);
+      // A directory cannot be renamed over the whiteout device: exchange the two in one step;
+      // the whiteout lands at the old name, which is kept if a lower shows that name.
+      check(sys.renameAt2(upper.fd, srcRel, upper.fd, dstRel, sys.RENAME_EXCHANGE), 'rename');
+      if (!node.lowerVisible) check(sys.unlinkAt(upper.fd, srcRel, 0), 'rename: drop whiteout');
+    } else {
+      this.moveInUpper(upper, srcRel, dstRel, node.lowerVisible);
     }
-    this.moveInUpper(upper, srcRel, dstRel, node.lowerVisible);
 
     const sstate = this.u.dirState(sparent);
     sstate.children.delete(node.name);

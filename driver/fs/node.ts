@@ -23,6 +23,8 @@ export interface DirState {
   children: Map<string, Node>;
   /** Names the upper directory holds a whiteout for. */
   upperWhiteouts: Set<string>;
+  /** Of those, the ones in OCI form (a `.wh.<name>` file, as fuse-overlayfs may write). */
+  tarWhiteouts?: Set<string>;
 }
 
 export class Node {

@@ -197,6 +197,7 @@ export class Union {
   private merge(dir: Node, layers: MergeSource[], lowerSources: Source[], opaque: boolean): DirState {
     const children = new Map<string, Node>();
     const upperWhiteouts = new Set<string>();
+    let tarWhiteouts: Set<string> | undefined;
     // For each name, whether the first lower layer that mentions it shows an entry (true) or a
     // whiteout (false): that decides whether deleting the name later needs a whiteout.
     const lowerFirst = new Map<string, boolean>();
@@ -208,12 +209,16 @@ export class Union {
         throw new FsError(-list, 'list ' + src.path);
       }
       const whiteouts: string[] = [];
+      const tarForm: string[] = [];
       const { names, types } = list;
       for (let i = 0; i < names.length; i++) {
         const name = names[i]!;
         let type = types[i]!;
         if (name.startsWith(WH_PREFIX)) {
-          if (name !== OPAQUE_MARKER && name.length > WH_PREFIX.length) whiteouts.push(name.slice(WH_PREFIX.length));
+          if (name !== OPAQUE_MARKER && name.length > WH_PREFIX.length) {
+            whiteouts.push(name.slice(WH_PREFIX.length));
+            if (src.layer.writable) tarForm.push(name.slice(WH_PREFIX.length));
+          }
           continue;
         }
         const rel = joinRel(src.path, name);
@@ -235,6 +240,7 @@ export class Union {
         const writable = src.layer.writable;
         children.set(name, new Node(name, dir, kindOf(type), writable, writable ? null : { layer: src.layer, path: rel }, false));
       }
+      if (tarForm.length > 0) tarWhiteouts = new Set(tarForm);
       for (const name of whiteouts) {
         if (src.layer.writable) upperWhiteouts.add(name);
         else if (!lowerFirst.has(name)) lowerFirst.set(name, false);
@@ -242,7 +248,9 @@ export class Union {
       }
     }
     for (const [name, child] of children) child.lowerVisible = lowerFirst.get(name) === true;
-    return { lowerSources, opaque, children, upperWhiteouts };
+    return tarWhiteouts === undefined
+      ? { lowerSources, opaque, children, upperWhiteouts }
+      : { lowerSources, opaque, children, upperWhiteouts, tarWhiteouts };
   }
 
   /** Whether a lower layer still shows `name` in directory `dir` (so deleting it needs a whiteout). */
