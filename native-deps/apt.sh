@@ -10,7 +10,8 @@ set -euo pipefail
 PKGS=(libfuse2 libfuse-dev pkg-config fuse-overlayfs attr acl libcap2-bin fio bc busybox-static util-linux psmisc)
 missing=()
 for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$st" = "install ok installed" ] || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then

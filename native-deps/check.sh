@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 bad=0
 problem() { echo "native-deps: $*" >&2; bad=1; }
 [ -c /dev/fuse ] || problem "/dev/fuse is missing (modprobe fuse, or give the container --device /dev/fuse)"
-ldconfig -p | grep -q 'libfuse.so.2 ' || problem "libfuse.so.2 is missing (apt-get install libfuse2)"
+# (read the whole list first: grep -q closing the pipe early would fail the check under pipefail)
+libs=$(ldconfig -p)
+grep -q 'libfuse.so.2 ' <<<"$libs" || problem "libfuse.so.2 is missing (apt-get install libfuse2)"
 node -e "const F=require('fuse-native'); if (!F.STRATA_PATCHED) process.exit(3)" 2>/dev/null \
   || problem "fuse-native is not the patched build (bash native-deps/fuse-native/install.sh)"
 node -e "require('./native-deps/sys/build/Release/strata_sys.node')" 2>/dev/null \
