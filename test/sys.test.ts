@@ -512,7 +512,10 @@ t.test('readdirAt', async (tt) => {
     tt.same(m, want, `path "${p}"`);
   }
   tt.same(Object.keys(asMap(sys.readdirAt(sys.AT_FDCWD, dir))).sort(), Object.keys(want).sort());
-  tt.same(sys.readdirAt(dfd, 'empty'), { names: [], types: new Uint8Array(0) });
+  tt.same(sys.readdirAt(dfd, 'empty'), { names: [], types: new Uint8Array(0), inos: new Float64Array(0) });
+  const withInos = sys.readdirAt(dfd, '');
+  if (typeof withInos === 'number') throw new Error('readdirAt failed');
+  withInos.names.forEach((n, i) => tt.equal(withInos.inos[i], Number(fs.lstatSync(path.join(dir, n), { bigint: true }).ino), `d_ino of ${n}`));
   tt.equal(sys.readdirAt(dfd, 'link'), -E.ENOTDIR, 'symlink to a file');
 
   for (let i = 0; i < 1500; i++) fs.writeFileSync(path.join(dir, 'dir', `n${i}`), '');

@@ -312,6 +312,18 @@ except FileNotFoundError:
   t.match(r.stdout.trim(), /^(\[\]|ENOENT)$/, 'empty, or ENOENT as the kernel answers for a dead directory');
 });
 
+t.test('inode numbers: readdir and stat agree, and copy-up keeps the number', async (t) => {
+  const l = strataOver(t);
+  const before = statSync(join(l.mnt, 'etc/hostname')).ino;
+  const listed = must(`ls -i ${join(l.mnt, 'etc')}`);
+  for (const line of listed.trim().split('\n')) {
+    const [ino, name] = line.trim().split(/\s+/);
+    t.equal(Number(ino), statSync(join(l.mnt, 'etc', name!)).ino, `etc/${name}`);
+  }
+  must(`echo more >> ${join(l.mnt, 'etc/hostname')}`);
+  t.equal(statSync(join(l.mnt, 'etc/hostname')).ino, before, 'the same after copy-up');
+});
+
 t.test('statfs leaves room for the .wh. prefix', async (t) => {
   const l = strataOver(t);
   t.equal(must(`stat -f -c %l ${l.mnt}`).trim(), '251');

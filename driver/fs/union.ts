@@ -130,12 +130,14 @@ export class Union {
   }
 
   applyIno(node: Node, layer: Layer, st: Uint32Array): void {
-    if (node.ino === 0) {
-      const real = statIno(st);
-      node.ino = this.stack.singleDevice ? real : real + (this.devIndex.get(layer.dev) ?? 0) * 2 ** 48;
-      if (node.ino === 0) node.ino = 1;
-    }
+    if (node.ino === 0) node.ino = this.mapIno(statIno(st), layer);
     setStatIno(st, node.ino);
+  }
+
+  /** The inode number shown for a layer's inode: unique across layers on other devices. */
+  private mapIno(real: number, layer: Layer): number {
+    const ino = this.stack.singleDevice ? real : real + (this.devIndex.get(layer.dev) ?? 0) * 2 ** 48;
+    return ino === 0 ? 1 : ino;
   }
 
   /** An unlinked (still open) file reports the links it has left in the merged view. */
@@ -210,7 +212,7 @@ export class Union {
       }
       const whiteouts: string[] = [];
       const tarForm: string[] = [];
-      const { names, types } = list;
+      const { names, types, inos } = list;
       for (let i = 0; i < names.length; i++) {
         const name = names[i]!;
         let type = types[i]!;
@@ -238,7 +240,10 @@ export class Union {
         if (!src.layer.writable && !lowerFirst.has(name)) lowerFirst.set(name, true);
         if (children.has(name) || hidden.has(name)) continue;
         const writable = src.layer.writable;
-        children.set(name, new Node(name, dir, kindOf(type), writable, writable ? null : { layer: src.layer, path: rel }, false));
+        const child = new Node(name, dir, kindOf(type), writable, writable ? null : { layer: src.layer, path: rel }, false);
+        // readdir and stat must agree on inode numbers (ls -i, find -inum): fix it now.
+        child.ino = this.mapIno(inos[i]!, src.layer);
+        children.set(name, child);
       }
       if (tarForm.length > 0) tarWhiteouts = new Set(tarForm);
       for (const name of whiteouts) {

@@ -240,6 +240,8 @@ export interface DirEntries {
   names: string[];
   /** DT_* values ({@link DT_REG}, {@link DT_DIR}, ...); {@link DT_UNKNOWN} when the file system does not say. */
   types: Uint8Array;
+  /** d_ino of `names[i]` (exact below 2^53). */
+  inos: Float64Array;
 }
 
 /**

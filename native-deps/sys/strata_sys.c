@@ -899,12 +899,14 @@ static bool is_dot_or_dotdot(const char *n)
 
 /* Read all entries into names and *types; returns 0 or -errno. */
 static int read_entries(napi_env env, DIR *d, napi_value names,
-                        uint8_t **types, uint32_t *count, bool *napi_failed)
+                        uint8_t **types, double **inos, uint32_t *count,
+                        bool *napi_failed)
 {
     size_t cap = 0;
     uint32_t n = 0;
 
     *types = NULL;
+    *inos = NULL;
     for (;;) {
         errno = 0; /* readdir() reports the end and errors both as NULL */
         struct dirent *de = readdir(d);
@@ -920,9 +922,15 @@ static int read_entries(napi_env env, DIR *d, napi_value names,
             if (nt == NULL)
                 return -ENOMEM;
             *types = nt;
+            double *ni = realloc(*inos, ncap * sizeof(double));
+            if (ni == NULL)
+                return -ENOMEM;
+            *inos = ni;
             cap = ncap;
         }
         (*types)[n] = de->d_type;
+        /* d_ino as a double: exact below 2^53, which covers real inode numbers. */
+        (*inos)[n] = (double)de->d_ino;
 
         /* A scope per entry: the array keeps the string alive, not us. */
         napi_handle_scope scope;
@@ -967,28 +975,38 @@ static napi_value ReaddirAt(napi_env env, napi_callback_info info)
         return fail(env, "napi_create_array");
     }
     uint8_t *types;
+    double *inos;
     uint32_t count = 0;
     bool napi_failed = false;
-    int err = read_entries(env, d, names, &types, &count, &napi_failed);
+    int err = read_entries(env, d, names, &types, &inos, &count, &napi_failed);
     closedir(d);
     if (err < 0 || napi_failed) {
         free(types);
+        free(inos);
         return napi_failed ? fail(env, "building the entry list")
                            : ret_int(env, err);
     }
 
-    napi_value result, ab, typed;
-    void *data = NULL;
+    napi_value result, ab, typed, iab, ityped;
+    void *data = NULL, *idata = NULL;
     napi_status s = napi_create_arraybuffer(env, count, &data, &ab);
     if (s == napi_ok && count > 0)
         memcpy(data, types, count);
     free(types);
-    if (s != napi_ok)
+    napi_status si = s == napi_ok
+        ? napi_create_arraybuffer(env, count * sizeof(double), &idata, &iab)
+        : s;
+    if (si == napi_ok && count > 0)
+        memcpy(idata, inos, count * sizeof(double));
+    free(inos);
+    if (s != napi_ok || si != napi_ok)
         return fail(env, "napi_create_arraybuffer");
     CHECK(napi_create_typedarray(env, napi_uint8_array, count, ab, 0, &typed));
+    CHECK(napi_create_typedarray(env, napi_float64_array, count, iab, 0, &ityped));
     CHECK(napi_create_object(env, &result));
     CHECK(napi_set_named_property(env, result, "names", names));
     CHECK(napi_set_named_property(env, result, "types", typed));
+    CHECK(napi_set_named_property(env, result, "inos", ityped));
     return result;
 }
 
