@@ -168,6 +168,22 @@ t.test('open, unlink, fstat: the open file still works and reports nlink 0', asy
   t.notOk(existsSync(p));
 });
 
+t.test('an open, unlinked file in a directory that is then renamed: fstat works, nothing is left', async (t) => {
+  const l = strataOver(t);
+  const r = sh(`cd ${l.mnt} && python3 -c "
+import os
+fd = os.open('data/kept.txt', os.O_RDWR)
+os.unlink('data/kept.txt')
+os.rename('data', 'data2')
+os.write(fd, b'x' * 10)
+print(os.fstat(fd).st_nlink, os.fstat(fd).st_size)
+os.close(fd)"`);
+  t.equal(r.stdout.trim(), '0 10', r.stderr);
+  await new Promise((res) => setTimeout(res, 200));
+  t.same(readdirSync(join(l.work, 'work')), [], 'the parked file is gone after release');
+  t.notOk(readdirSync(join(l.mnt, 'data2')).some((n) => n.startsWith('.fuse_hidden')), 'nothing hidden shows');
+});
+
 t.test('utimensat: nanoseconds, UTIME_OMIT and UTIME_NOW', async (t) => {
   const l = strataOver(t);
   const p = join(l.mnt, 'etc/hostname');

@@ -209,7 +209,7 @@ export class Mutations {
     if (node.kind === 'dir') throw fsErr(E.EISDIR);
     if (node.unlinked) {
       // libfuse drops a hidden file once its last handle is released.
-      this.u.hidden.delete(path);
+      this.u.hidden.delete(path.slice(path.lastIndexOf('/') + 1));
       if (node.hiddenName !== null) sys.unlinkAt(this.u.stack.workFd, node.hiddenName, 0);
       node.hiddenName = null;
       return;
@@ -409,7 +409,7 @@ export class Mutations {
       check(makeWhiteout(upper.fd, rel), 'whiteout');
     }
     this.detach(parent, node);
-    this.u.hidden.set(hiddenPath, node);
+    this.u.hidden.set(hiddenPath.slice(hiddenPath.lastIndexOf('/') + 1), node);
   }
 
   /** rename(2) in the upper, leaving a whiteout behind when a lower layer shows the old name. */

@@ -41,7 +41,10 @@ export class Union {
   readonly upper: Layer | null;
   /** The work dir seen as a layer: where open-but-unlinked files live until released. */
   readonly work: Layer | null;
-  /** Open files libfuse hid under `.fuse_hidden*` names after an unlink, by FUSE path. */
+  /**
+   * Open files libfuse hid under `.fuse_hidden*` names after an unlink, by that name alone: the
+   * name is unique per mount, and the directory it was hidden in may be renamed meanwhile.
+   */
   readonly hidden = new Map<string, Node>();
   private readonly devIndex = new Map<number, number>();
   private readonly scratch = newStat();
@@ -64,7 +67,7 @@ export class Union {
     stats.lookups++;
     const before = stats.misses;
     if (this.hidden.size > 0 && path.includes(HIDDEN_PREFIX)) {
-      const h = this.hidden.get(path);
+      const h = this.hidden.get(path.slice(path.lastIndexOf('/') + 1));
       if (h !== undefined) return h;
     }
     let node = this.root;
