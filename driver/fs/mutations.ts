@@ -12,7 +12,7 @@ import { check, E, FsError, fsErr } from './errno.js';
 import { makeWhiteout, removeRedirect, setOpaque, setRedirect, WH_PREFIX, xattrToLayer } from './encoding.js';
 import { joinRel, removeContents, type Layer } from './layers.js';
 import { Node, type Kind } from './node.js';
-import { newStat, S, S_ISGID, S_IFMT, S_IFREG } from './stat.js';
+import { newStat, S, S_ISGID, S_IFMT } from './stat.js';
 import { HIDDEN_NAME, kindOfMode, type Union } from './union.js';
 
 /** The process on whose behalf a new entry is created. */

@@ -25,7 +25,6 @@ export interface UnionOptions {
   maxCacheEntries: number;
 }
 
-const TWO32 = 4294967296;
 
 /** libfuse 2 renames an open file that is unlinked to `.fuse_hidden<ids>` (without hard_remove). */
 export const HIDDEN_PREFIX = '/.fuse_hidden';
@@ -333,4 +332,3 @@ export function kindOfMode(mode: number): Kind {
   }
 }
 
-export { TWO32 };
