@@ -14,10 +14,9 @@ export interface MountConfig {
   /** Kernel caching of directory entries (positive and negative), in seconds. */
   cacheTimeout: number;
   /**
-   * Kernel caching of attributes, in seconds; 0 by default. libfuse 2's path API gives each name
-   * of a hard-linked file its own kernel inode, so with caching on, another name's nlink, size
-   * and mode can be stale for this long after a change through one name. 0 keeps them exact at
-   * the price of a getattr for every stat and permission check.
+   * Kernel caching of attributes, in seconds. Every change goes through the mount, so the kernel
+   * knows when they go stale; files with more than one link are never cached (each name is its
+   * own kernel inode, and a change through one name would leave the others stale).
    */
   attrTimeout: number;
   /** Bound of the dentry cache, in directory entries. */

@@ -1,13 +1,14 @@
 /**
- * The driver: serves one union mount with fuse-native until it is unmounted. This process owns
- * the /dev/fuse connection, so it never touches its own mount and never spawns a child (a child
- * would inherit the connection). SIGTERM/SIGINT detach the mount; the process exits when the
- * kernel ends the connection (the last open file closed). SIGUSR1 writes the counters to the
- * status file.
+ * The driver: serves one union mount with fuse-native's low-level session until it is
+ * unmounted. This process owns the /dev/fuse connection, so it never touches its own mount and
+ * never spawns a child (a child would inherit the connection). SIGTERM/SIGINT detach the mount;
+ * the process exits when the kernel ends the connection (the last open file closed). SIGUSR1
+ * writes the counters to the status file.
  */
-import Fuse from 'fuse-native';
+import { createRequire } from 'node:module';
+import type * as LL from 'fuse-native/lowlevel/index.js';
 import { sys } from './native/sys.js';
-import { makeOps } from './fs/fuse-ops.js';
+import { makeAdapter } from './fs/fuse-ops.js';
 import { closeLayerStack, openLayerStack } from './fs/layers.js';
 import { Union } from './fs/union.js';
 import type { MountConfig } from './mount-config.js';
@@ -30,26 +31,15 @@ export function serve(config: MountConfig, hooks: ServeHooks): void {
     return;
   }
   const union = new Union(stack, { maxCacheEntries: config.cacheEntries });
-  let fuse: Fuse | null = null;
-  const caller = () => {
-    const ctx = fuse!.context;
-    return { uid: ctx[0]!, gid: ctx[1]! };
-  };
-  const { ops, stats } = makeOps({ union, caller, log: config.debug ? hooks.log : undefined });
+  const binding = createRequire(import.meta.url)('fuse-native/lowlevel') as typeof LL;
+  const adapter = makeAdapter({ union, binding, log: config.debug ? hooks.log : undefined });
+  const stats = adapter.stats;
 
-  const t = String(config.cacheTimeout);
-  const extraOptions = [
+  const options = [
     'fsname=strata',
     'subtype=strata',
     'default_permissions',
     'allow_other',
-    'use_ino',
-    'big_writes',
-    'max_write=131072',
-    'kernel_cache',
-    `entry_timeout=${t}`,
-    `attr_timeout=${config.attrTimeout}`,
-    `negative_timeout=${t}`,
     ...(stack.upper === null && !config.fuseOptions.includes('ro') ? ['ro'] : []),
     // A container rootfs needs its setuid binaries and device nodes, as on overlay2; libfuse
     // would add nosuid,nodev otherwise. An explicit nosuid/nodev still wins.
@@ -57,7 +47,6 @@ export function serve(config: MountConfig, hooks: ServeHooks): void {
     ...(config.fuseOptions.includes('nodev') ? [] : ['dev']),
     ...config.fuseOptions,
   ];
-  fuse = new Fuse(config.mountpoint, ops, { timeout: false, nullPath: true, extraOptions });
 
   const writeStatus = () => {
     try {
@@ -81,30 +70,36 @@ export function serve(config: MountConfig, hooks: ServeHooks): void {
     if (r < 0) finish(0);
   };
 
-  fuse.on('loopExit', () => finish(0));
-  fuse.mount((err: Error | null) => {
-    if (err) {
-      closeLayerStack(stack);
-      hooks.ready(new Error(`cannot mount ${config.mountpoint}: ${err.message}`));
-      return;
-    }
-    const state: MountState = {
-      pid: process.pid,
-      mountpoint: config.mountpoint,
-      lowers: config.lowers,
-      upper: config.upper,
-      work: config.work,
-      started: new Date().toISOString(),
-    };
-    try {
-      writeAtomically(stateFile(config.mountpoint), JSON.stringify(state, null, 2) + '\n');
-    } catch (e) {
-      hooks.log(`strata: cannot record the mount: ${(e as Error).message}`);
-    }
-    process.on('SIGTERM', detach);
-    process.on('SIGINT', detach);
-    process.on('SIGHUP', detach);
-    process.on('SIGUSR1', writeStatus);
-    hooks.ready(null);
-  });
+  let session: LL.Session;
+  try {
+    session = binding.mount(config.mountpoint, options, adapter.handlers, adapter.ctx, () => finish(0), {
+      attrTimeout: config.attrTimeout,
+      entryTimeout: config.cacheTimeout,
+      negativeTimeout: config.cacheTimeout,
+      maxWrite: 1 << 20,
+    });
+  } catch (err) {
+    closeLayerStack(stack);
+    hooks.ready(new Error(`cannot mount ${config.mountpoint}: ${(err as Error).message}`));
+    return;
+  }
+  adapter.attach(session);
+  const state: MountState = {
+    pid: process.pid,
+    mountpoint: config.mountpoint,
+    lowers: config.lowers,
+    upper: config.upper,
+    work: config.work,
+    started: new Date().toISOString(),
+  };
+  try {
+    writeAtomically(stateFile(config.mountpoint), JSON.stringify(state, null, 2) + '\n');
+  } catch (e) {
+    hooks.log(`strata: cannot record the mount: ${(e as Error).message}`);
+  }
+  process.on('SIGTERM', detach);
+  process.on('SIGINT', detach);
+  process.on('SIGHUP', detach);
+  process.on('SIGUSR1', writeStatus);
+  hooks.ready(null);
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages strata needs, installed only when missing (idempotent, quiet when all present).
 #   libfuse2, libfuse-dev, pkg-config  the FUSE library fuse-native links and is rebuilt against
+#   libfuse3-dev, fuse3                libfuse 3, for the low-level session strata adds to fuse-native
 #   fuse-overlayfs                     peer for tests (format round trips) and benchmarks
 #   attr, acl                          getfattr/setfattr, getfacl/setfacl for tests
 #   fio                                benchmarks
 #   busybox-static                     a tiny real rootfs for the demo and tests
 #   util-linux (setpriv)               run test commands as another user
 set -euo pipefail
-PKGS=(libfuse2 libfuse-dev pkg-config fuse-overlayfs attr acl libcap2-bin fio bc busybox-static util-linux psmisc)
+PKGS=(libfuse2 libfuse-dev libfuse3-dev fuse3 pkg-config fuse-overlayfs attr acl libcap2-bin fio bc busybox-static util-linux psmisc)
 missing=()
 for p in "${PKGS[@]}"; do
   st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

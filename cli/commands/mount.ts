@@ -79,7 +79,7 @@ export function buildConfig(args: MountArgs): MountConfig {
     work,
     fuseOptions: parsed.fuseOptions,
     cacheTimeout: parsed.cacheTimeout ?? 1,
-    attrTimeout: parsed.attrTimeout ?? 0,
+    attrTimeout: parsed.attrTimeout ?? 1,
     cacheEntries: parsed.cacheEntries ?? 500_000,
     debug: args.debug,
   };

@@ -1,7 +1,7 @@
 /**
  * Errno values inside the union filesystem. Every failure inside driver/fs is an FsError carrying
- * a positive errno; the FUSE adapter turns it into the negative value fuse-native expects, in one
- * place (toFuseError). Syscall helpers answer negative errnos; check() lifts them into FsErrors.
+ * a positive errno; the FUSE adapter turns whatever a handler throws into the errno of its reply
+ * in one place (errnoOf). Syscall helpers answer negative errnos; check() lifts them into FsErrors.
  */
 import { constants } from 'node:os';
 
@@ -50,12 +50,15 @@ export function checkValue<T>(res: T | number, context?: string): T {
   return res as T;
 }
 
-/** The single mapping from anything thrown inside the filesystem to a FUSE reply (negative errno). */
-export function toFuseError(err: unknown): number {
-  if (err instanceof FsError) return -err.errno;
-  // Node's fs errors carry a negative errno already.
-  if (err && typeof err === 'object' && 'errno' in err && typeof err.errno === 'number') {
-    return err.errno < 0 ? err.errno : -err.errno;
+/**
+ * The single mapping from anything thrown inside the filesystem to the errno of a FUSE reply
+ * (positive). Anything that is not an errno (a bug) answers EIO.
+ */
+export function errnoOf(err: unknown): number {
+  if (err instanceof FsError) return err.errno;
+  // Node's fs errors carry a negative errno.
+  if (err && typeof err === 'object' && 'errno' in err && typeof err.errno === 'number' && err.errno !== 0) {
+    return Math.abs(err.errno);
   }
-  return -E.EIO;
+  return E.EIO;
 }

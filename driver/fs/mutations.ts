@@ -13,7 +13,7 @@ import { makeWhiteout, removeRedirect, setOpaque, setRedirect, WH_PREFIX, xattrT
 import { joinRel, removeContents, type Layer } from './layers.js';
 import { Node, type Kind } from './node.js';
 import { newStat, S, S_ISGID, S_IFMT } from './stat.js';
-import { HIDDEN_NAME, kindOfMode, type Union } from './union.js';
+import { kindOfMode, type Union } from './union.js';
 
 /** The process on whose behalf a new entry is created. */
 export interface Caller {
@@ -34,16 +34,17 @@ export class Mutations {
     return this.u.upper;
   }
 
-  /** Parent directory and name of a new entry, checked and made writable. */
-  private prepareNew(path: string): { parent: Node; name: string; upper: Layer; overWhiteout: boolean } {
+  /** A new entry's parent directory and name, checked, and the parent made writable. */
+  private prepareNew(parent: Node, name: string): { upper: Layer; overWhiteout: boolean } {
     const upper = this.upper();
-    const { parent, name } = this.u.lookupParent(path);
+    if (parent.kind !== 'dir') throw fsErr(E.ENOTDIR);
+    if (parent.unlinked) throw fsErr(E.ENOENT);
     this.u.checkName(name);
     const state = this.u.dirState(parent);
     if (state.children.has(name)) throw fsErr(E.EEXIST);
     copyUpDir(this.u, parent);
     this.kernelFormWhiteout(parent, name);
-    return { parent, name, upper, overWhiteout: state.upperWhiteouts.has(name) };
+    return { upper, overWhiteout: state.upperWhiteouts.has(name) };
   }
 
   /**
@@ -89,8 +90,8 @@ export class Mutations {
   }
 
   /** Create and open a regular file; answers the open fd and the new node. */
-  create(path: string, mode: number, flags: number, caller: Caller): { fd: number; node: Node } {
-    const { parent, name, upper, overWhiteout } = this.prepareNew(path);
+  create(parent: Node, name: string, mode: number, flags: number, caller: Caller): { fd: number; node: Node } {
+    const { upper, overWhiteout } = this.prepareNew(parent, name);
     const rel = parent.childRel(name);
     const openFlags = (flags & ~OPEN_STRIP) | fsc.O_CREAT | fsc.O_EXCL;
     let fd: number;
@@ -118,8 +119,8 @@ export class Mutations {
     return { fd, node: this.addChild(parent, name, 'file', overWhiteout) };
   }
 
-  mkdir(path: string, mode: number, caller: Caller): void {
-    const { parent, name, upper, overWhiteout } = this.prepareNew(path);
+  mkdir(parent: Node, name: string, mode: number, caller: Caller): Node {
+    const { upper, overWhiteout } = this.prepareNew(parent, name);
     const rel = parent.childRel(name);
     const wfd = this.u.stack.workFd;
     if (overWhiteout) {
@@ -141,6 +142,7 @@ export class Mutations {
     }
     const node = this.addChild(parent, name, 'dir', overWhiteout);
     this.u.cache.loaded(node, { lowerSources: [], opaque: overWhiteout, children: new Map(), upperWhiteouts: new Set() });
+    return node;
   }
 
   /** chown for an entry still in the work dir (its future parent decides the group). */
@@ -154,36 +156,37 @@ export class Mutations {
     if (perms & 0o6000) check(sys.chmodAt(dirfd, rel, perms), 'chmod new entry');
   }
 
-  mknod(path: string, mode: number, dev: number, caller: Caller): void {
-    const { parent, name, upper, overWhiteout } = this.prepareNew(path);
+  mknod(parent: Node, name: string, mode: number, dev: number, caller: Caller): Node {
+    const { upper, overWhiteout } = this.prepareNew(parent, name);
     const rel = parent.childRel(name);
     this.place(upper, rel, overWhiteout, (dirfd, p) => {
       check(sys.mknodAt(dirfd, p, mode, dev), 'mknod');
       this.ownAt(dirfd, p, caller, parent, mode);
     });
-    this.addChild(parent, name, kindOfMode(mode), overWhiteout);
+    return this.addChild(parent, name, kindOfMode(mode), overWhiteout);
   }
 
-  symlink(target: string, path: string, caller: Caller): void {
-    const { parent, name, upper, overWhiteout } = this.prepareNew(path);
+  symlink(target: string, parent: Node, name: string, caller: Caller): Node {
+    const { upper, overWhiteout } = this.prepareNew(parent, name);
     const rel = parent.childRel(name);
     this.place(upper, rel, overWhiteout, (dirfd, p) => {
       check(sys.symlinkAt(target, dirfd, p), 'symlink');
       this.ownAt(dirfd, p, caller, parent, 0);
     });
-    this.addChild(parent, name, 'symlink', overWhiteout);
+    return this.addChild(parent, name, 'symlink', overWhiteout);
   }
 
-  async link(src: string, dst: string): Promise<void> {
-    const node = this.u.lookup(src);
+  async link(node: Node, parent: Node, name: string): Promise<Node> {
     if (node.kind === 'dir') throw fsErr(E.EPERM);
-    const { parent, name, upper, overWhiteout } = this.prepareNew(dst);
+    if (node.unlinked) throw fsErr(E.ENOENT);
+    const { upper, overWhiteout } = this.prepareNew(parent, name);
     await copyUp(this.u, node);
     const srcRel = node.rel();
     const rel = parent.childRel(name);
     this.place(upper, rel, overWhiteout, (dirfd, p) => check(sys.linkAt(upper.fd, srcRel, dirfd, p), 'link'));
     const added = this.addChild(parent, name, node.kind, overWhiteout);
     added.ino = node.ino;
+    return added;
   }
 
   /** Make a non-directory at upper/rel: directly, or in the work dir and renamed over a whiteout. */
@@ -203,18 +206,11 @@ export class Mutations {
     }
   }
 
-  unlink(path: string): void {
+  unlink(parent: Node, name: string): void {
     const upper = this.upper();
-    const node = this.u.lookup(path);
+    const node = this.existing(parent, name);
     if (node.kind === 'dir') throw fsErr(E.EISDIR);
-    if (node.unlinked) {
-      // libfuse drops a hidden file once its last handle is released.
-      this.u.hidden.delete(path.slice(path.lastIndexOf('/') + 1));
-      if (node.hiddenName !== null) sys.unlinkAt(this.u.stack.workFd, node.hiddenName, 0);
-      node.hiddenName = null;
-      return;
-    }
-    const parent = node.parent!;
+    if (node.open > 0) return this.hide(node);
     copyUpDir(this.u, parent);
     const rel = node.rel();
     this.removeEntry(upper, node, rel);
@@ -250,13 +246,11 @@ export class Mutations {
     }
   }
 
-  rmdir(path: string): void {
+  rmdir(parent: Node, name: string): void {
     const upper = this.upper();
-    const node = this.u.lookup(path);
+    const node = this.existing(parent, name);
     if (node.kind !== 'dir') throw fsErr(E.ENOTDIR);
-    if (node.parent === null) throw fsErr(E.EBUSY);
     if (!this.u.isEmpty(node)) throw fsErr(E.ENOTEMPTY);
-    const parent = node.parent;
     copyUpDir(this.u, parent);
     const rel = node.rel();
     this.removeDir(upper, node, rel);
@@ -285,19 +279,25 @@ export class Mutations {
     sys.unlinkAt(wfd, tmp, sys.AT_REMOVEDIR);
   }
 
-  async rename(src: string, dst: string): Promise<void> {
+  /** rename(2) with its flags: RENAME_NOREPLACE is honoured, RENAME_EXCHANGE is not supported. */
+  async rename(sparent: Node, sname: string, dparent: Node, dname: string, flags: number): Promise<void> {
     const upper = this.upper();
-    const node = this.u.lookup(src);
-    // libfuse hides only open files, under `.fuse_hidden` + 16 hex digits; anything else is a
-    // user's own rename.
-    if (node.open > 0 && node.kind !== 'dir' && HIDDEN_NAME.test(dst.slice(dst.lastIndexOf('/')))) return this.hide(src, dst);
-    if (node.parent === null) throw fsErr(E.EBUSY);
-    const { parent: dparent, name: dname } = this.u.lookupParent(dst);
+    if ((flags & ~sys.RENAME_NOREPLACE) !== 0) throw fsErr(E.EINVAL);
+    const node = this.existing(sparent, sname);
+    if (dparent.kind !== 'dir') throw fsErr(E.ENOTDIR);
+    if (dparent.unlinked) throw fsErr(E.ENOENT);
     this.u.checkName(dname);
     const dstate = this.u.dirState(dparent);
-    const existing = dstate.children.get(dname);
+    let existing = dstate.children.get(dname);
+    if (existing !== undefined && flags & sys.RENAME_NOREPLACE) throw fsErr(E.EEXIST);
     if (existing === node) return;
     if (existing !== undefined && this.sameInode(node, existing)) return; // rename(2) of two links of one file: nothing
+    if (existing !== undefined && existing.kind !== 'dir' && node.kind !== 'dir' && existing.open > 0) {
+      // The replaced file stays readable through its open handles: park it first, then this
+      // is a rename onto a free name (or a whiteout).
+      this.hide(existing);
+      existing = undefined;
+    }
     if (existing !== undefined) {
       if (node.kind === 'dir') {
         if (existing.kind !== 'dir') throw fsErr(E.ENOTDIR);
@@ -308,7 +308,6 @@ export class Mutations {
     }
     for (let n: Node | null = dparent; n !== null; n = n.parent) if (n === node) throw fsErr(E.EINVAL);
 
-    const sparent = node.parent;
     copyUpDir(this.u, sparent);
     copyUpDir(this.u, dparent);
     this.kernelFormWhiteout(dparent, dname);
@@ -380,14 +379,12 @@ export class Mutations {
   }
 
   /**
-   * libfuse's stand-in for unlinking an open file: it renames it to `.fuse_hidden*` and unlinks
-   * that name on release. strata takes the file out of the merged view at once (a whiteout where
-   * a lower shows the name) and parks its upper entry in the work dir, so fstat and I/O on the
-   * open handles keep working and nothing hidden ever appears in a listing.
+   * Unlinking a file that is still open: it leaves the merged view at once (a whiteout where a
+   * lower shows the name), and its upper entry is parked in the work dir, so stat, chmod, xattrs
+   * and I/O through the open handles keep working. Dropped when the last handle is released.
    */
-  private hide(src: string, hiddenPath: string): void {
+  private hide(node: Node): void {
     const upper = this.upper();
-    const node = this.u.lookup(src);
     const parent = node.parent!;
     copyUpDir(this.u, parent);
     const rel = node.rel();
@@ -409,7 +406,20 @@ export class Mutations {
       check(makeWhiteout(upper.fd, rel), 'whiteout');
     }
     this.detach(parent, node);
-    this.u.hidden.set(hiddenPath.slice(hiddenPath.lastIndexOf('/') + 1), node);
+  }
+
+  /** Remove the work-dir copy of an unlinked file once nothing can reach it any more. */
+  dropHidden(node: Node): void {
+    if (!node.unlinked || node.open > 0 || node.hiddenName === null) return;
+    sys.unlinkAt(this.u.stack.workFd, node.hiddenName, 0);
+    node.hiddenName = null;
+  }
+
+  /** The visible entry `name` of `parent`, or ENOENT. */
+  private existing(parent: Node, name: string): Node {
+    const node = this.u.child(parent, name);
+    if (node === undefined) throw fsErr(E.ENOENT);
+    return node;
   }
 
   /** rename(2) in the upper, leaving a whiteout behind when a lower layer shows the old name. */
@@ -426,23 +436,23 @@ export class Mutations {
     check(makeWhiteout(upper.fd, srcRel), 'whiteout');
   }
 
-  async chmod(path: string, mode: number): Promise<void> {
-    const w = await this.writable(path, true);
+  async chmod(node: Node, mode: number): Promise<void> {
+    const w = await this.writable(node, true);
     check(sys.chmodAt(w.fd, w.rel, mode & 0o7777), 'chmod');
   }
 
-  async chown(path: string, uid: number, gid: number): Promise<void> {
-    const w = await this.writable(path, true);
+  async chown(node: Node, uid: number, gid: number): Promise<void> {
+    const w = await this.writable(node, true);
     check(sys.chownAt(w.fd, w.rel, uid, gid), 'chown');
   }
 
-  async utimens(path: string, aSec: number, aNsec: number, mSec: number, mNsec: number): Promise<void> {
-    const w = await this.writable(path, true);
+  async utimens(node: Node, aSec: number, aNsec: number, mSec: number, mNsec: number): Promise<void> {
+    const w = await this.writable(node, true);
     check(sys.utimensAt(w.fd, w.rel, aSec, aNsec, mSec, mNsec), 'utimens');
   }
 
-  async truncate(path: string, size: number): Promise<void> {
-    const w = await this.writable(path, size > 0);
+  async truncate(node: Node, size: number): Promise<void> {
+    const w = await this.writable(node, size > 0);
     if (w.node.kind === 'dir') throw fsErr(E.EISDIR);
     const fd = check(sys.openAt(w.fd, w.rel, fsc.O_WRONLY | sys.O_NOFOLLOW, 0), 'truncate');
     try {
@@ -452,23 +462,22 @@ export class Mutations {
     }
   }
 
-  async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
+  async setxattr(node: Node, name: string, value: Buffer, flags: number): Promise<void> {
     const stored = xattrToLayer(name);
     if (stored === null) throw fsErr(E.EPERM);
-    const w = await this.writable(path, true);
+    const w = await this.writable(node, true);
     check(sys.setxattrAt(w.fd, w.rel, stored, value, flags), 'setxattr');
   }
 
-  async removexattr(path: string, name: string): Promise<void> {
+  async removexattr(node: Node, name: string): Promise<void> {
     const stored = xattrToLayer(name);
     if (stored === null) throw fsErr(E.EPERM);
-    const w = await this.writable(path, true);
+    const w = await this.writable(node, true);
     check(sys.removexattrAt(w.fd, w.rel, stored), 'removexattr');
   }
 
   /** Open an existing entry; write access or O_TRUNC copies it up first. */
-  async open(path: string, flags: number): Promise<{ fd: number; node: Node }> {
-    const node = this.u.lookup(path);
+  async open(node: Node, flags: number): Promise<{ fd: number; node: Node }> {
     const wants = (flags & WRITE_ACCESS) !== 0 || (flags & fsc.O_TRUNC) !== 0;
     const openFlags = (flags & ~(fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOCTTY)) | sys.O_NOFOLLOW;
     if (wants) {
@@ -481,9 +490,8 @@ export class Mutations {
   }
 
   /** Copy `path` up if needed; answers where its writable entry is. */
-  private async writable(path: string, withData: boolean): Promise<{ fd: number; rel: string; node: Node }> {
+  private async writable(node: Node, withData: boolean): Promise<{ fd: number; rel: string; node: Node }> {
     this.upper();
-    const node = this.u.lookup(path);
     await copyUp(this.u, node, withData);
     const { layer, path: rel } = this.u.location(node);
     return { fd: layer.fd, rel, node };

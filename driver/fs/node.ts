@@ -2,8 +2,9 @@
  * The dentry cache: a tree of nodes mirroring the merged view. A directory node, once loaded,
  * holds every visible child, so a name it does not hold is a cached negative entry: lookups of
  * absent names cost nothing after the first. Loaded directories are kept in LRU order and
- * unloaded (children dropped) when the cache grows past its bound; a directory with open files
- * or work in flight below it is skipped.
+ * unloaded (children dropped) when the cache grows past its bound. A child the kernel still
+ * holds (a node id it has not forgotten, an open file) survives the unload and is the node
+ * found again when the directory reloads: one name, one node, one node id.
  */
 import { ROOT, joinRel, type Layer } from './layers.js';
 
@@ -30,16 +31,24 @@ export interface DirState {
 export class Node {
   /** Inode number reported for the life of the mount; 0 until first stat. */
   ino = 0;
-  /** Open file handles on this node; a node with handles is never evicted. */
+  /** Open file handles on this node. */
   open = 0;
+  /** The FUSE node id the kernel knows this node by; 0 while it knows none. */
+  nodeid = 0;
+  /** The kernel's references to `nodeid` (lookups not yet forgotten). */
+  nlookup = 0;
+  /** st_nlink at the last stat: files with other names are not kept in the kernel's caches. */
+  links = 1;
   unlinked = false;
   /**
-   * Set while an unlinked file is still open: libfuse renamed it to a `.fuse_hidden*` name and
-   * strata moved its upper entry to this name inside the work dir, where it lives until released.
+   * Set when an unlinked (still open) lower file is changed: its copy lives under this name in
+   * the work dir, out of the merged view, until the last handle and reference are gone.
    */
   hiddenName: string | null = null;
   /** Directory state; undefined until the directory is loaded (or for non-directories). */
   dir: DirState | undefined;
+  /** Children the kernel still held when this directory was unloaded, reused when it reloads. */
+  survivors: Map<string, Node> | undefined;
 
   constructor(
     public name: string,
@@ -109,14 +118,29 @@ export class DentryCache {
     this.stats.entries--;
   }
 
-  /** Forget a detached subtree (after rmdir, rename over a directory, eviction). */
+  /** Forget a detached subtree (after rmdir, rename over a directory). */
   forget(node: Node): void {
+    node.survivors = undefined;
     if (node.dir === undefined) return;
     for (const child of node.dir.children.values()) this.forget(child);
-    this.stats.entries -= node.dir.children.size;
+    this.dropState(node);
+  }
+
+  /** Unload a directory that stays in the tree; children still held by the kernel survive. */
+  private unload(dir: Node): void {
+    if (dir.dir === undefined) return;
+    for (const [name, child] of dir.dir.children) {
+      this.unload(child);
+      if (child.nlookup > 0 || child.open > 0 || child.survivors !== undefined) (dir.survivors ??= new Map()).set(name, child);
+    }
+    this.dropState(dir);
+  }
+
+  private dropState(dir: Node): void {
+    this.stats.entries -= dir.dir!.children.size;
     this.stats.loadedDirs--;
-    this.lru.delete(node);
-    node.dir = undefined;
+    this.lru.delete(dir);
+    dir.dir = undefined;
   }
 
   /** Unload least recently used directories, never `keep` (just loaded) nor its ancestors. */
@@ -126,19 +150,9 @@ export class DentryCache {
     for (let n: Node | null = keep; n !== null; n = n.parent) spared.add(n);
     for (const dir of this.lru.keys()) {
       if (this.stats.entries <= target) break;
-      if (dir.parent === null || spared.has(dir) || !evictable(dir)) continue;
-      this.forget(dir);
+      if (dir.parent === null || spared.has(dir)) continue;
+      this.unload(dir);
       this.stats.evictions++;
     }
   }
-}
-
-/** A directory can be unloaded when nothing below it is open (open handles pin their nodes). */
-function evictable(dir: Node): boolean {
-  if (dir.dir === undefined) return true;
-  for (const child of dir.dir.children.values()) {
-    if (child.open > 0) return false;
-    if (child.dir !== undefined && !evictable(child)) return false;
-  }
-  return true;
 }

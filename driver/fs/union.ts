@@ -25,11 +25,6 @@ export interface UnionOptions {
   maxCacheEntries: number;
 }
 
-
-/** libfuse 2 renames an open file that is unlinked to `.fuse_hidden<ids>` (without hard_remove). */
-export const HIDDEN_PREFIX = '/.fuse_hidden';
-export const HIDDEN_NAME = /^\/\.fuse_hidden[0-9a-f]{16}$/;
-
 interface MergeSource extends Source {
   xattrWhiteouts: boolean;
 }
@@ -40,11 +35,6 @@ export class Union {
   readonly upper: Layer | null;
   /** The work dir seen as a layer: where open-but-unlinked files live until released. */
   readonly work: Layer | null;
-  /**
-   * Open files libfuse hid under `.fuse_hidden*` names after an unlink, by that name alone: the
-   * name is unique per mount, and the directory it was hidden in may be renamed meanwhile.
-   */
-  readonly hidden = new Map<string, Node>();
   private readonly devIndex = new Map<number, number>();
   private readonly scratch = newStat();
 
@@ -65,10 +55,6 @@ export class Union {
     const stats = this.cache.stats;
     stats.lookups++;
     const before = stats.misses;
-    if (this.hidden.size > 0 && path.includes(HIDDEN_PREFIX)) {
-      const h = this.hidden.get(path.slice(path.lastIndexOf('/') + 1));
-      if (h !== undefined) return h;
-    }
     let node = this.root;
     if (path.length > 1) {
       let start = 1;
@@ -88,6 +74,17 @@ export class Union {
     }
     if (stats.misses === before) stats.hits++;
     return node;
+  }
+
+  /** The child `name` of directory `dir` in the merged view, or undefined (a negative entry). */
+  child(dir: Node, name: string): Node | undefined {
+    const stats = this.cache.stats;
+    stats.lookups++;
+    const before = stats.misses;
+    if (dir.kind !== 'dir') throw fsErr(E.ENOTDIR);
+    const child = this.dirState(dir).children.get(name);
+    if (stats.misses === before) stats.hits++;
+    return child;
   }
 
   /** Split a FUSE path into its parent directory node and final name. */
@@ -124,6 +121,7 @@ export class Union {
     const r = sys.lstatAt(layer.fd, path, out);
     if (r < 0) throw new FsError(-r, 'stat ' + path);
     this.applyIno(node, layer, out);
+    node.links = out[S.nlink]!;
     this.adjustNlink(node, out);
     if (node.kind === 'dir' && node.dir !== undefined && node.dir.lowerSources.length > (node.inUpper ? 0 : 1)) {
       // Like the kernel, report nlink 1 for merged directories: the real count is unknowable cheaply.
@@ -200,6 +198,8 @@ export class Union {
 
   private merge(dir: Node, layers: MergeSource[], lowerSources: Source[], opaque: boolean): DirState {
     const children = new Map<string, Node>();
+    const survivors = dir.survivors;
+    dir.survivors = undefined;
     const upperWhiteouts = new Set<string>();
     let tarWhiteouts: Set<string> | undefined;
     // For each name, whether the first lower layer that mentions it shows an entry (true) or a
@@ -254,7 +254,18 @@ export class Union {
         if (!children.has(name)) hidden.add(name);
       }
     }
-    for (const [name, child] of children) child.lowerVisible = lowerFirst.get(name) === true;
+    for (const [name, child] of children) {
+      child.lowerVisible = lowerFirst.get(name) === true;
+      const old = survivors?.get(name);
+      if (old !== undefined && old.kind === child.kind) {
+        // The kernel still knows the old node: it stays the one for this name (same node id and
+        // inode number), with what the layers say now.
+        old.inUpper = child.inUpper;
+        old.lower = child.lower;
+        old.lowerVisible = child.lowerVisible;
+        children.set(name, old);
+      }
+    }
     return tarWhiteouts === undefined
       ? { lowerSources, opaque, children, upperWhiteouts }
       : { lowerSources, opaque, children, upperWhiteouts, tarWhiteouts };

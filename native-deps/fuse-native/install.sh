@@ -24,8 +24,9 @@ installed="$(PKG="$PKG" node -p "require(process.env.PKG + '/package.json').vers
 # Types for the patched API (TypeScript finds index.d.ts beside index.js).
 cmp -s "$HERE/index.d.ts" "$PKG/index.d.ts" || cp "$HERE/index.d.ts" "$PKG/index.d.ts"
 
-sum="$(sha256sum "$PATCH" | cut -d' ' -f1)"
-if [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$sum" ] && [ -f "$PKG/build/Release/fuse.node" ]; then
+# The low-level session (lowlevel/): sources the patched binding.gyp builds, its loader and types.
+sum="$(cat "$PATCH" "$HERE"/lowlevel/* | sha256sum | cut -d' ' -f1)"
+if [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$sum" ] && [ -f "$PKG/build/Release/fuse.node" ] && [ -f "$PKG/build/Release/fuse_ll.node" ]; then
   log "up to date (patch $sum)"
   exit 0
 fi
@@ -33,6 +34,7 @@ fi
 command -v patch >/dev/null || die "'patch' not found (apt-get install patch)"
 command -v pkg-config >/dev/null || die "'pkg-config' not found (apt-get install pkg-config)"
 pkg-config --exists fuse || die "libfuse2 headers not found (apt-get install libfuse-dev)"
+pkg-config --exists fuse3 || die "libfuse3 headers not found (apt-get install libfuse3-dev)"
 
 rm -f "$MARKER"
 cd "$PKG"
@@ -54,8 +56,9 @@ else
   for f in "${FILES[@]}"; do cp "$tmp/package/$f" "$ORIG/$f"; cp "$tmp/package/$f" "$f"; done
 fi
 
-# 2. Patch.
+# 2. Patch, and add the low-level session.
 patch -p1 --forward --no-backup-if-mismatch < "$PATCH" || die "strata.patch does not apply"
+rm -rf lowlevel && cp -r "$HERE/lowlevel" lowlevel
 
 # 3. Build against system libfuse2. Node's own headers (no download: the machine may be offline).
 gyp="$ROOT/node_modules/.bin/node-gyp"
@@ -83,6 +86,13 @@ linked="$(ldd build/Release/fuse.node | sed -n 's/.*libfuse\.so\.2 => \([^ ]*\).
 system="$(pkg-config --variable=libdir fuse)/libfuse.so.2"
 [ -n "$linked" ] && [ "$(readlink -f "$linked")" = "$(readlink -f "$system")" ] \
   || die "build/Release/fuse.node does not link the system libfuse2 ($system): ${linked:-not linked}"
+
+PKG="$PKG" node -e "
+  const ll = require(process.env.PKG + '/lowlevel')
+  if (ll.strata_lowlevel !== 1 || typeof ll.mount !== 'function') throw new Error('fuse_ll.node lacks the low-level API')
+" || die "the low-level binding does not load"
+linked3="$(ldd build/Release/fuse_ll.node | sed -n 's/.*libfuse3\.so\.3 => \([^ ]*\).*/\1/p')"
+[ -n "$linked3" ] || die "build/Release/fuse_ll.node does not link libfuse3"
 
 echo "$sum" > "$MARKER"
 log "patched and rebuilt (patch $sum)"
