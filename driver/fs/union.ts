@@ -50,32 +50,6 @@ export class Union {
     for (const l of stack.all) if (!this.devIndex.has(l.dev)) this.devIndex.set(l.dev, this.devIndex.size);
   }
 
-  /** The node at FUSE path `path` ("/a/b"); throws ENOENT or ENOTDIR. */
-  lookup(path: string): Node {
-    const stats = this.cache.stats;
-    stats.lookups++;
-    const before = stats.misses;
-    let node = this.root;
-    if (path.length > 1) {
-      let start = 1;
-      for (;;) {
-        const slash = path.indexOf('/', start);
-        const name = slash < 0 ? path.slice(start) : path.slice(start, slash);
-        if (node.kind !== 'dir') throw fsErr(E.ENOTDIR);
-        const child = this.dirState(node).children.get(name);
-        if (child === undefined) {
-          if (stats.misses === before) stats.hits++;
-          throw fsErr(E.ENOENT);
-        }
-        node = child;
-        if (slash < 0) break;
-        start = slash + 1;
-      }
-    }
-    if (stats.misses === before) stats.hits++;
-    return node;
-  }
-
   /** The child `name` of directory `dir` in the merged view, or undefined (a negative entry). */
   child(dir: Node, name: string): Node | undefined {
     const stats = this.cache.stats;
@@ -85,14 +59,6 @@ export class Union {
     const child = this.dirState(dir).children.get(name);
     if (stats.misses === before) stats.hits++;
     return child;
-  }
-
-  /** Split a FUSE path into its parent directory node and final name. */
-  lookupParent(path: string): { parent: Node; name: string } {
-    const slash = path.lastIndexOf('/');
-    const parent = this.lookup(slash <= 0 ? '/' : path.slice(0, slash));
-    if (parent.kind !== 'dir') throw fsErr(E.ENOTDIR);
-    return { parent, name: path.slice(slash + 1) };
   }
 
   /** The loaded state of a directory node, loading it on first use. */

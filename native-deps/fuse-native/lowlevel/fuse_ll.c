@@ -566,10 +566,13 @@ static void finish(session_t *s) {
   uv_poll_stop(&s->poll);
   uv_close((uv_handle_t *)&s->poll, on_closed);
   napi_env env = s->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
   napi_value fn, recv;
   napi_get_reference_value(env, s->on_exit, &fn);
   napi_get_undefined(env, &recv);
   napi_call_function(env, recv, fn, 0, NULL, NULL);
+  napi_close_handle_scope(env, scope);
 }
 
 static void on_readable(uv_poll_t *handle, int status, int events) {
