@@ -14,7 +14,8 @@
 //  - Data does not cross into JS: read, write, lseek, fallocate and copy_file_range act on the
 //    file handle, which is the layer file's descriptor, right here.
 //  - Attribute timeouts are per reply: a non-directory with more than one link is never cached,
-//    since its other names are other kernel dentries of the same inode only once looked up.
+//    since each of its names is a kernel inode of its own, and a change through one name would
+//    leave the others' cached attributes stale.
 #define FUSE_USE_VERSION 34
 #define _GNU_SOURCE
 
