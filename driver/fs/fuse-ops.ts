@@ -63,6 +63,14 @@ export interface Adapter {
   stats(): DriverStats;
 }
 
+/** Run steps one after another, synchronously until one of them has to wait. */
+function inOrder(steps: Array<() => void | Promise<void>>, from = 0): void | Promise<void> {
+  for (let i = from; i < steps.length; i++) {
+    const pending = steps[i]!();
+    if (pending instanceof Promise) return pending.then(() => inOrder(steps, i + 1));
+  }
+}
+
 export function makeAdapter(opts: AdapterOptions): Adapter {
   const { union: u, binding: ll } = opts;
   const m = new Mutations(u);
@@ -140,7 +148,8 @@ export function makeAdapter(opts: AdapterOptions): Adapter {
 
   /** Run a mutation under the lock, then `done` (sync) or an errno reply. */
   const mutate = <T>(id: number, fn: () => T | Promise<T>, done: (result: T) => void): void => {
-    lock.run(fn).then(
+    lock.submit(
+      fn,
       (result) => {
         try {
           done(result);
@@ -207,18 +216,19 @@ export function makeAdapter(opts: AdapterOptions): Adapter {
       const viaHandle = fh >= 0 && node.kind === 'file' && handles.get(fh) === node;
       mutate(
         id,
-        async () => {
+        () => {
+          const steps: Array<() => void | Promise<void>> = [];
           if (toSet & SET.SIZE) {
-            if (viaHandle) check(sys.ftruncate(fh, size), 'ftruncate');
-            else await m.truncate(node, size);
+            steps.push(viaHandle ? () => void check(sys.ftruncate(fh, size), 'ftruncate') : () => m.truncate(node, size));
           }
-          if (toSet & SET.MODE) await m.chmod(node, mode);
-          if (toSet & (SET.UID | SET.GID)) await m.chown(node, toSet & SET.UID ? uid : -1, toSet & SET.GID ? gid : -1);
+          if (toSet & SET.MODE) steps.push(() => m.chmod(node, mode));
+          if (toSet & (SET.UID | SET.GID)) steps.push(() => m.chown(node, toSet & SET.UID ? uid : -1, toSet & SET.GID ? gid : -1));
           if (toSet & (SET.ATIME | SET.MTIME | SET.ATIME_NOW | SET.MTIME_NOW)) {
             const aNs = toSet & SET.ATIME_NOW ? sys.UTIME_NOW : toSet & SET.ATIME ? aNsec : sys.UTIME_OMIT;
             const mNs = toSet & SET.MTIME_NOW ? sys.UTIME_NOW : toSet & SET.MTIME ? mNsec : sys.UTIME_OMIT;
-            await m.utimens(node, aSec, aNs, mSec, mNs);
+            steps.push(() => m.utimens(node, aSec, aNs, mSec, mNs));
           }
+          return inOrder(steps);
         },
         () => {
           statNode(node, viaHandle ? fh : -1, st);

@@ -387,8 +387,7 @@ export class Mutations {
     }
     dstate.children.set(dname, node);
     dstate.upperWhiteouts.delete(dname);
-    node.name = dname;
-    node.parent = dparent;
+    node.move(dparent, dname);
     node.lowerVisible = dstLowerVisible;
   }
 
@@ -459,44 +458,40 @@ export class Mutations {
     check(this.whiteout(upper.fd, srcRel), 'whiteout');
   }
 
-  async chmod(node: Node, mode: number): Promise<void> {
-    const w = await this.writable(node, true);
-    check(sys.chmodAt(w.fd, w.rel, mode & 0o7777), 'chmod');
+  chmod(node: Node, mode: number): void | Promise<void> {
+    return this.onWritable(node, true, (w) => void check(sys.chmodAt(w.fd, w.rel, mode & 0o7777), 'chmod'));
   }
 
-  async chown(node: Node, uid: number, gid: number): Promise<void> {
-    const w = await this.writable(node, true);
-    check(sys.chownAt(w.fd, w.rel, uid, gid), 'chown');
+  chown(node: Node, uid: number, gid: number): void | Promise<void> {
+    return this.onWritable(node, true, (w) => void check(sys.chownAt(w.fd, w.rel, uid, gid), 'chown'));
   }
 
-  async utimens(node: Node, aSec: number, aNsec: number, mSec: number, mNsec: number): Promise<void> {
-    const w = await this.writable(node, true);
-    check(sys.utimensAt(w.fd, w.rel, aSec, aNsec, mSec, mNsec), 'utimens');
+  utimens(node: Node, aSec: number, aNsec: number, mSec: number, mNsec: number): void | Promise<void> {
+    return this.onWritable(node, true, (w) => void check(sys.utimensAt(w.fd, w.rel, aSec, aNsec, mSec, mNsec), 'utimens'));
   }
 
-  async truncate(node: Node, size: number): Promise<void> {
-    const w = await this.writable(node, size > 0);
-    if (w.node.kind === 'dir') throw fsErr(E.EISDIR);
-    const fd = check(sys.openAt(w.fd, w.rel, fsc.O_WRONLY | sys.O_NOFOLLOW, 0), 'truncate');
-    try {
-      check(sys.ftruncate(fd, size), 'truncate');
-    } finally {
-      sys.close(fd);
-    }
+  truncate(node: Node, size: number): void | Promise<void> {
+    return this.onWritable(node, size > 0, (w) => {
+      if (node.kind === 'dir') throw fsErr(E.EISDIR);
+      const fd = check(sys.openAt(w.fd, w.rel, fsc.O_WRONLY | sys.O_NOFOLLOW, 0), 'truncate');
+      try {
+        check(sys.ftruncate(fd, size), 'truncate');
+      } finally {
+        sys.close(fd);
+      }
+    });
   }
 
-  async setxattr(node: Node, name: string, value: Buffer, flags: number): Promise<void> {
+  setxattr(node: Node, name: string, value: Buffer, flags: number): void | Promise<void> {
     const stored = xattrToLayer(name);
     if (stored === null) throw fsErr(E.EPERM);
-    const w = await this.writable(node, true);
-    check(sys.setxattrAt(w.fd, w.rel, stored, value, flags), 'setxattr');
+    return this.onWritable(node, true, (w) => void check(sys.setxattrAt(w.fd, w.rel, stored, value, flags), 'setxattr'));
   }
 
-  async removexattr(node: Node, name: string): Promise<void> {
+  removexattr(node: Node, name: string): void | Promise<void> {
     const stored = xattrToLayer(name);
     if (stored === null) throw fsErr(E.EPERM);
-    const w = await this.writable(node, true);
-    check(sys.removexattrAt(w.fd, w.rel, stored), 'removexattr');
+    return this.onWritable(node, true, (w) => void check(sys.removexattrAt(w.fd, w.rel, stored), 'removexattr'));
   }
 
   /** Open an existing entry; write access or O_TRUNC copies it up first. */
@@ -512,12 +507,18 @@ export class Mutations {
     return { fd, node };
   }
 
-  /** Copy `path` up if needed; answers where its writable entry is. */
-  private async writable(node: Node, withData: boolean): Promise<{ fd: number; rel: string; node: Node }> {
+  /**
+   * Run `act` on the writable entry of `node`, copying it up first if needed. Synchronous when
+   * the entry is already in the upper (the common case), so the change answers without a trip
+   * through the promise queue; a promise only when there is data to copy.
+   */
+  private onWritable<T>(node: Node, withData: boolean, act: (w: { fd: number; rel: string }) => T): T | Promise<T> {
     this.upper();
-    await copyUp(this.u, node, withData);
-    const { layer, path: rel } = this.u.location(node);
-    return { fd: layer.fd, rel, node };
+    const where = () => {
+      const { layer, path: rel } = this.u.location(node);
+      return { fd: layer.fd, rel };
+    };
+    if (node.inUpper || node.hiddenName !== null) return act(where());
+    return copyUp(this.u, node, withData).then(() => act(where()));
   }
 }
-

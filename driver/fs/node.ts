@@ -64,11 +64,27 @@ export class Node {
 
   /** The merged path relative to the root, which is also the entry's path in the upper. */
   rel(): string {
-    if (this.parent === null) return ROOT;
-    const parts: string[] = [];
-    for (let n: Node | null = this; n !== null && n.parent !== null; n = n.parent) parts.push(n.name);
-    return parts.reverse().join('/');
+    if (this.relAt === Node.moves) return this.relCache;
+    const rel = this.parent === null ? ROOT : joinRel(this.parent.rel(), this.name);
+    this.relCache = rel;
+    this.relAt = Node.moves;
+    return rel;
   }
+
+  /** Give this node a new name and parent; every cached path is stale from now on. */
+  move(parent: Node, name: string): void {
+    this.parent = parent;
+    this.name = name;
+    Node.moves++;
+  }
+
+  /**
+   * Paths are asked for on nearly every request and change only when something is renamed, so
+   * each node keeps its path, valid while no rename has happened since (one counter for all).
+   */
+  private static moves = 0;
+  private relCache = '';
+  private relAt = -1;
 
   childRel(name: string): string {
     return joinRel(this.rel(), name);

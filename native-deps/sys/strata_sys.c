@@ -563,26 +563,69 @@ static napi_value Fdatasync(napi_env env, napi_callback_info info)
 /* Extended attributes                                                       */
 
 /*
- * Linux has no *at() xattr syscalls (before 6.13), so (dirfd, path) is
- * turned into "/proc/self/fd/<dirfd>/<path>", which the kernel resolves from
- * the directory the fd refers to, and used with the l* calls so that a final
- * symlink is not followed.
+ * Linux 6.13 added *xattrat() syscalls: one call on (dirfd, path) without
+ * following a final symlink, and on O_PATH fds through AT_EMPTY_PATH. glibc
+ * 2.36 has no wrappers and older kernels no syscalls, so they are called by
+ * number (the same on every architecture for syscalls this new) and, on
+ * ENOSYS, (dirfd, path) is turned into "/proc/self/fd/<dirfd>/<path>" for the
+ * l* calls instead (several times slower: /proc resolves the fd link). They
+ * refuse O_PATH fds (EBADF, 6.18), so an fd alone goes through f*xattr.
  */
+typedef enum { X_GET, X_SET, X_LIST, X_REMOVE } xop;
+
+#ifndef __NR_setxattrat
+#define __NR_setxattrat 463
+#define __NR_getxattrat 464
+#define __NR_listxattrat 465
+#define __NR_removexattrat 466
+#endif
+
+struct xattrat_args {
+    uint64_t value;
+    uint32_t size;
+    uint32_t flags;
+};
+
+/* Cleared the first time the kernel answers ENOSYS. */
+static bool have_xattrat = true;
+
+/* The *xattrat() call for op, or -1 with errno set (ENOSYS: not this kernel). */
+static ssize_t xcall_at(int dirfd, const char *rel, unsigned at_flags, xop op,
+                        const char *name, void *buf, size_t size, int flags)
+{
+    struct xattrat_args a = {(uint64_t)(uintptr_t)buf, (uint32_t)size, (uint32_t)flags};
+    switch (op) {
+    case X_GET:
+        a.flags = 0;
+        return syscall(__NR_getxattrat, dirfd, rel, at_flags, name, &a, sizeof a);
+    case X_SET:
+        return syscall(__NR_setxattrat, dirfd, rel, at_flags, name, &a, sizeof a);
+    case X_LIST:
+        return syscall(__NR_listxattrat, dirfd, rel, at_flags, buf, size);
+    case X_REMOVE:
+        return syscall(__NR_removexattrat, dirfd, rel, at_flags, name);
+    }
+    errno = EINVAL;
+    return -1;
+}
+
 typedef enum { XT_FD, XT_LPATH, XT_PATH } xkind;
 
 typedef struct {
     xkind kind;
     int fd;       /* XT_FD: use the f* calls on it */
     int owned_fd; /* opened by xt_open, closed by xt_close; -1 if none */
+    int dirfd;    /* XT_LPATH: the (dirfd, rel) the caller named, for *xattrat */
+    const char *rel;
     char path[PATH_MAX];
 } xtarget;
-
-typedef enum { X_GET, X_SET, X_LIST, X_REMOVE } xop;
 
 static int xt_open(xtarget *t, int dirfd, const char *path)
 {
     t->owned_fd = -1;
     t->fd = -1;
+    t->dirfd = -1;
+    t->rel = NULL;
     if (path[0] == '\0' && dirfd != AT_FDCWD) {
         t->kind = XT_FD;
         t->fd = dirfd;
@@ -597,6 +640,8 @@ static int xt_open(xtarget *t, int dirfd, const char *path)
         snprintf(t->path, sizeof t->path, "%s", path); /* fits: < PATH_MAX */
         return 0;
     }
+    t->dirfd = dirfd;
+    t->rel = path;
     int n = snprintf(t->path, sizeof t->path, "/proc/self/fd/%d/%s", dirfd,
                      path);
     if (n >= 0 && (size_t)n < sizeof t->path)
@@ -656,6 +701,12 @@ static ssize_t xcall(const xtarget *t, xop op, const char *name, void *buf,
 {
     ssize_t r;
 
+    if (have_xattrat && t->rel != NULL) {
+        r = xcall_at(t->dirfd, t->rel, AT_SYMLINK_NOFOLLOW, op, name, buf, size, flags);
+        if (r >= 0 || errno != ENOSYS)
+            return r < 0 ? -errno : r;
+        have_xattrat = false;
+    }
     if (t->kind != XT_FD) {
         r = xcall_path(t->path, t->kind == XT_PATH, op, name, buf, size, flags);
         return r < 0 ? -errno : r;
@@ -844,6 +895,8 @@ static const xtarget *xt_fd(xtarget *t, int fd)
     t->kind = XT_FD;
     t->fd = fd;
     t->owned_fd = -1;
+    t->dirfd = -1;
+    t->rel = NULL;
     return t;
 }
 
