@@ -41,30 +41,48 @@ async function main(): Promise<void> {
   await yargs(mountHelperArgs(argv) ?? argv)
     .scriptName('strata')
     .usage('$0 <command> [options]')
+    .option('root', { type: 'string', global: true, describe: 'store root (default $STRATA_ROOT or /var/lib/strata)' })
     .command(
-      'mount [source] <mountpoint>',
-      'mount stacked layer directories as one union filesystem',
+      'mount [source] [mountpoint]',
+      'mount stacked layer directories, or an image, as one union filesystem',
       (y) =>
         y
-          .positional('source', { type: 'string', describe: 'ignored (mount(8) passes "overlay" or "strata")' })
-          .positional('mountpoint', { type: 'string', demandOption: true })
+          .positional('source', { type: 'string', describe: 'an IMAGE; with --lower or -o lowerdir=, ignored (mount(8) passes "overlay")' })
+          .positional('mountpoint', { type: 'string' })
           .option('lower', { type: 'string', describe: 'lower layers, top first: L1:L2:L3' })
           .option('upper', { type: 'string', describe: 'writable upper layer' })
           .option('work', { type: 'string', describe: 'work directory on the same filesystem as the upper' })
           .option('o', { type: 'string', requiresArg: true, describe: 'mount options: lowerdir=,upperdir=,workdir=,ro,nosuid,...' })
+          .option('rw', { type: 'boolean', default: false, describe: 'IMAGE mounts: add a writable layer, dropped at umount' })
           .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'serve in this process, log to stderr' })
           .option('debug', { alias: 'd', type: 'boolean', default: false, describe: 'log every op as op(args) -> result' })
           .example('$0 mount --lower L1:L2 --upper U --work W /mnt', '')
-          .example('$0 mount -o lowerdir=L1:L2,upperdir=U,workdir=W /mnt', ''),
+          .example('$0 mount -o lowerdir=L1:L2,upperdir=U,workdir=W /mnt', '')
+          .example('$0 mount busybox:latest /mnt --rw', ''),
       async (a) => {
+        // Repeated -o options arrive as an array.
+        const options = a.o === undefined ? [] : ([] as string[]).concat(a.o);
+        const layered = a.lower !== undefined || options.some((o) => /(^|,)lowerdir=/.test(o));
+        if (!layered) {
+          // One argument that names a directory is a mountpoint given without layers.
+          const { existsSync } = await import('node:fs');
+          if (a.source === undefined || (a.mountpoint === undefined && (a.source.includes('/') || existsSync(a.source)))) {
+            throw new UserError('no lower layers: give --lower L1:L2 or -o lowerdir=L1:L2, or mount an image: strata mount IMAGE [MNT]');
+          }
+          if (a.foreground) throw new UserError('--foreground is for layer mounts; image mounts run in the background');
+          const { mountImage } = await import('./commands/mount.js');
+          await mountImage({ root: a.root, image: a.source, mountpoint: a.mountpoint, rw: a.rw, options, debug: a.debug });
+          return;
+        }
+        const mountpoint = a.mountpoint ?? a.source;
+        if (mountpoint === undefined) throw new UserError('give a mountpoint');
         const { mount } = await import('./commands/mount.js');
         await mount({
-          mountpoint: a.mountpoint,
+          mountpoint,
           lower: a.lower,
           upper: a.upper,
           work: a.work,
-          // Repeated -o options arrive as an array.
-          options: a.o === undefined ? [] : ([] as string[]).concat(a.o),
+          options,
           foreground: a.foreground,
           debug: a.debug,
         });
@@ -89,6 +107,93 @@ async function main(): Promise<void> {
       async (a) => {
         const { status } = await import('./commands/status.js');
         await status({ mountpoint: a.mountpoint });
+      },
+    )
+    .command(
+      'import <file> [ref]',
+      'make a one-layer image from a rootfs tarball (plain, gzip, bzip2, xz, zstd; - for stdin)',
+      (y) =>
+        y
+          .positional('file', { type: 'string', demandOption: true })
+          .positional('ref', { type: 'string', describe: 'NAME[:TAG]' })
+          .option('message', { alias: 'm', type: 'string', describe: 'comment recorded in the history' }),
+      async (a) => {
+        const { importImage } = await import('./commands/images.js');
+        await importImage({ root: a.root, file: a.file, ref: a.ref, message: a.message });
+      },
+    )
+    .command(
+      'images',
+      'list images',
+      (y) => y.option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'only image ids' }),
+      async (a) => {
+        const { listImages } = await import('./commands/images.js');
+        await listImages({ root: a.root, quiet: a.quiet });
+      },
+    )
+    .command('layers', 'list layers', (y) => y, async (a) => {
+      const { listLayers } = await import('./commands/images.js');
+      await listLayers({ root: a.root });
+    })
+    .command(
+      'history <image>',
+      "show an image's history",
+      (y) => y.positional('image', { type: 'string', demandOption: true }),
+      async (a) => {
+        const { history } = await import('./commands/images.js');
+        await history({ root: a.root, image: a.image });
+      },
+    )
+    .command(
+      'inspect <target>',
+      'print an image or a layer as JSON',
+      (y) => y.positional('target', { type: 'string', demandOption: true }),
+      async (a) => {
+        const { inspect } = await import('./commands/images.js');
+        await inspect({ root: a.root, target: a.target });
+      },
+    )
+    .command(
+      'tag <source> <target>',
+      'give an image another NAME[:TAG]',
+      (y) => y.positional('source', { type: 'string', demandOption: true }).positional('target', { type: 'string', demandOption: true }),
+      async (a) => {
+        const { tag } = await import('./commands/images.js');
+        await tag({ root: a.root, source: a.source, target: a.target });
+      },
+    )
+    .command(
+      'rmi <images..>',
+      'remove image tags, and images left without one',
+      (y) =>
+        y
+          .positional('images', { type: 'string', array: true, demandOption: true })
+          .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'even if a mount uses it' }),
+      async (a) => {
+        const { rmi } = await import('./commands/images.js');
+        await rmi({ root: a.root, images: a.images, force: a.force });
+      },
+    )
+    .command(
+      'export <image>',
+      'write the merged tree of an image as one tar',
+      (y) => y.positional('image', { type: 'string', demandOption: true }).option('output', { alias: 'o', type: 'string', describe: 'file (default: standard output)' }),
+      async (a) => {
+        const { exportImage } = await import('./commands/images.js');
+        await exportImage({ root: a.root, image: a.image, output: a.output });
+      },
+    )
+    .command('prune', 'free layers no image, layer or mount uses', (y) => y, async (a) => {
+      const { prune } = await import('./commands/images.js');
+      await prune({ root: a.root });
+    })
+    .command(
+      'check',
+      'verify digests, refcounts and on-disk state of the store',
+      (y) => y.option('quick', { type: 'boolean', default: false, describe: 'skip re-reading layer contents' }),
+      async (a) => {
+        const { check } = await import('./commands/images.js');
+        await check({ root: a.root, quick: a.quick });
       },
     )
     .demandCommand(1, 'give a command; see strata --help')

@@ -22,6 +22,8 @@ export interface MountConfig {
   /** Bound of the dentry cache, in directory entries. */
   cacheEntries: number;
   debug: boolean;
+  /** The layer store this mount belongs to (an image mount), for `strata umount` to update. */
+  storeRoot?: string | undefined;
 }
 
 export class MountOptionError extends Error {}

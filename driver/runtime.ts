@@ -30,6 +30,8 @@ export interface MountState {
   upper?: string | undefined;
   work?: string | undefined;
   started: string;
+  /** Set when the mount is an image's, made through the layer store at this root. */
+  storeRoot?: string;
 }
 
 /** Write a file whole or not at all: temp name, then rename. */

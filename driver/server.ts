@@ -91,6 +91,7 @@ export function serve(config: MountConfig, hooks: ServeHooks): void {
     upper: config.upper,
     work: config.work,
     started: new Date().toISOString(),
+    ...(config.storeRoot !== undefined ? { storeRoot: config.storeRoot } : {}),
   };
   try {
     writeAtomically(stateFile(config.mountpoint), JSON.stringify(state, null, 2) + '\n');

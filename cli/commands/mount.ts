@@ -20,6 +20,8 @@ export interface MountArgs {
   options: string[];
   foreground: boolean;
   debug: boolean;
+  /** The upper and work directories are made right after the config is checked. */
+  precreated?: boolean;
 }
 
 function isDir(path: string, what: string): void {
@@ -57,7 +59,7 @@ export function buildConfig(args: MountArgs): MountConfig {
   for (const l of lowers) isDir(l, 'lower layer');
   const upper = upperArg === undefined ? undefined : resolve(upperArg);
   const work = workArg === undefined ? undefined : resolve(workArg);
-  if (upper !== undefined && work !== undefined) {
+  if (upper !== undefined && work !== undefined && args.precreated !== true) {
     isDir(upper, 'upper directory');
     isDir(work, 'work directory');
     if (statSync(upper).dev !== statSync(work).dev) {
@@ -134,5 +136,61 @@ function startDriver(config: MountConfig): Promise<void> {
         fail(new UserError(`the driver exited before mounting (log: ${logPath})`, EXIT_MOUNT_FAILED));
       }
     });
+  });
+}
+
+export interface MountImageArgs {
+  root?: string | undefined;
+  image: string;
+  mountpoint?: string | undefined;
+  rw: boolean;
+  options: string[];
+  debug: boolean;
+}
+
+/** `:` and `\` in a layer path, escaped for the lowerdir list. */
+function escapeLower(p: string): string {
+  return p.replace(/[\\:,]/g, (c) => '\\' + c);
+}
+
+/**
+ * `strata mount IMAGE [MNT] [--rw]`: the image's layers, read-only, or under a new writable layer
+ * that `strata umount` discards. Prints the mountpoint.
+ */
+export async function mountImage(a: MountImageArgs): Promise<void> {
+  const { withStore } = await import('./images.js');
+  await withStore(a.root, async (images, store) => {
+    const img = await images.resolve(a.image);
+    const top = img.layers[img.layers.length - 1] ?? null;
+    const lowers = top === null ? [store.emptyDir()] : await store.lowerDirs(top);
+    const { randomBytes } = await import('node:crypto');
+    const tag = randomBytes(4).toString('hex');
+    let mountpoint: string;
+    if (a.mountpoint !== undefined) mountpoint = resolve(a.mountpoint);
+    else {
+      mountpoint = `${store.root}/mnt/${img.id.slice(7, 19)}-${tag}`;
+      mkdirSync(mountpoint, { recursive: true, mode: 0o755 });
+    }
+    const rwLayer = a.rw ? `rw-${img.id.slice(7, 19)}-${tag}` : null;
+    const config = buildConfig({
+      mountpoint,
+      lower: lowers.map(escapeLower).join(':'),
+      upper: rwLayer === null ? undefined : store.diffDir(rwLayer),
+      work: rwLayer === null ? undefined : `${store.layerDir(rwLayer)}/work`,
+      options: a.options,
+      foreground: false,
+      debug: a.debug,
+      precreated: rwLayer !== null,
+    });
+    if (rwLayer !== null) await store.createReadWrite(rwLayer, top);
+    // Recorded before the driver starts: a crash in between leaves a record check reports.
+    await store.addMount({ mountpoint, image: img.id, rwLayer, refs: 1, layer: null });
+    try {
+      await startDriver({ ...config, storeRoot: store.root });
+    } catch (err) {
+      await store.dropMount(mountpoint);
+      throw err;
+    }
+    process.stdout.write(mountpoint + '\n');
   });
 }

@@ -41,5 +41,10 @@ export async function umount(args: UmountArgs): Promise<void> {
     const deadline = Date.now() + 10_000;
     while (alive(state.pid) && Date.now() < deadline && !args.lazy) await new Promise((r) => setTimeout(r, 20));
     if (!alive(state.pid)) removeState(mountpoint);
+    if (state.storeRoot !== undefined) {
+      // An image mount: the store forgets it and drops its writable layer.
+      const { withStore } = await import('./images.js');
+      await withStore(state.storeRoot, (_images, store) => store.dropMount(mountpoint));
+    }
   }
 }

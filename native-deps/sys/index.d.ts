@@ -184,6 +184,9 @@ export declare function fsync(fd: number): Status;
 /** fdatasync(fd). @returns 0 or -errno. */
 export declare function fdatasync(fd: number): Status;
 
+/** syncfs(fd): flush the whole filesystem that holds `fd`. @returns 0 or -errno. */
+export declare function syncfs(fd: number): Status;
+
 // ---------------------------------------------------------------------------
 // Extended attributes
 //

@@ -1,0 +1,429 @@
+/**
+ * applyDiff: a layer tar (plain or compressed) unpacked into a new layer directory, in the
+ * on-disk form kernel overlayfs reads. Whiteouts arrive as `.wh.<name>` and `.wh..wh..opq`
+ * (Docker, OCI) and are written as the kernel's: a 0:0 character device, and the
+ * trusted.overlay.opaque xattr. Owners, modes (setuid included), nanosecond times where the tar
+ * has them, xattrs, hard links, symlinks, devices and fifos are restored.
+ *
+ * Nothing in the tar is trusted. Names are checked before anything is written: no absolute
+ * names, no `..`, no path through a symlink (of this layer or of a layer below), no hard link to
+ * anything but an earlier entry of this layer. Every write is relative to the new layer's
+ * directory fd, to a path whose every parent this code made as a real directory.
+ */
+import { constants as fsc, writeSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { extract as tarExtract, type Header } from 'tar-stream';
+import { sys } from '../native/sys.js';
+import { OPAQUE_MARKER, WH_PREFIX, XATTR_OPAQUE, isPrivateXattr, makeWhiteout } from '../fs/encoding.js';
+import { closeLayerStack, openLayerStack, type LayerStack } from '../fs/layers.js';
+import { newStat, S, S_IFBLK, S_IFCHR, S_IFIFO } from '../fs/stat.js';
+import { Union } from '../fs/union.js';
+import type { Node } from '../fs/node.js';
+import { decompressed } from './compression.js';
+import type { Digest } from './digest.js';
+import { installBinarySafePax, XATTR_PAX_PREFIX } from './pax.js';
+import { encodeSplit, TarSplitter } from './tar-split.js';
+
+export class LayerFormatError extends Error {}
+
+export interface ApplyResult {
+  diffId: Digest;
+  /** Bytes of the uncompressed tar. */
+  tarBytes: number;
+  /** Bytes of file content unpacked. */
+  size: number;
+  /** The tar minus file contents (see tar-split.ts), encoded for storage. */
+  split: string;
+}
+
+type Kind = 'dir' | 'file' | 'symlink' | 'other' | 'whiteout';
+
+/** A tar entry name as a clean relative path ('' is the layer root), or why it is refused. */
+export function cleanName(name: string): string {
+  if (name.startsWith('/')) throw new LayerFormatError(`absolute name ${JSON.stringify(name)}`);
+  if (name.includes('\0')) throw new LayerFormatError(`name with a NUL byte ${JSON.stringify(name)}`);
+  const parts: string[] = [];
+  for (const p of name.split('/')) {
+    if (p === '' || p === '.') continue;
+    if (p === '..') throw new LayerFormatError(`name with '..' ${JSON.stringify(name)}`);
+    parts.push(p);
+  }
+  return parts.join('/');
+}
+
+function parentOf(rel: string): string {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? '' : rel.slice(0, i);
+}
+
+function baseOf(rel: string): string {
+  return rel.slice(rel.lastIndexOf('/') + 1);
+}
+
+function join(dir: string, name: string): string {
+  return dir === '' ? name : `${dir}/${name}`;
+}
+
+/** glibc's dev_t from major and minor, as the syscall helper takes it. */
+function makedev(major: number, minor: number): number {
+  return (major & 0xfffff000) * 2 ** 32 + (major & 0xfff) * 2 ** 8 + (minor & 0xffffff00) * 2 ** 12 + (minor & 0xff);
+}
+
+/** Seconds and nanoseconds of a PAX time ("1700000000.123456789"), or of the header's Date. */
+/** PAX records of an entry: strings, as installBinarySafePax decodes them. */
+function paxOf(h: Header): Record<string, string> | undefined {
+  return (h.pax ?? undefined) as Record<string, string> | undefined;
+}
+
+/** An entry's data as tar-stream hands it over (a streamx Readable). */
+type Body = AsyncIterable<Buffer>;
+
+async function drain(body: Body): Promise<void> {
+  for await (const _ of body) {
+    // Entries without data still have to be read to the end for the next one to come.
+  }
+}
+
+function timeOf(pax: Record<string, string> | undefined, key: 'mtime' | 'atime', fallback: Date | undefined): [number, number] {
+  const v = pax?.[key];
+  if (v !== undefined && /^-?\d+(\.\d+)?$/.test(v)) {
+    const [sec, frac = ''] = v.split('.');
+    return [parseInt(sec!, 10), parseInt((frac + '000000000').slice(0, 9), 10)];
+  }
+  const ms = fallback?.getTime() ?? 0;
+  return [Math.floor(ms / 1000), (ms % 1000) * 1e6];
+}
+
+interface DirTimes {
+  rel: string;
+  atime: [number, number];
+  mtime: [number, number];
+}
+
+class Unpacker {
+  readonly kinds = new Map<string, Kind>([['', 'dir']]);
+  /** Entry index -> path, for payload-carrying entries (the tar-split names them). */
+  readonly payloadPaths = new Map<number, string>();
+  private readonly dirTimes = new Map<string, DirTimes>();
+  private readonly lowerView: Union | null;
+  private readonly st = newStat();
+  size = 0;
+
+  constructor(
+    private readonly fd: number,
+    lowers: LayerStack | null,
+  ) {
+    this.lowerView = lowers === null ? null : new Union(lowers, { maxCacheEntries: 100_000 });
+  }
+
+  /** The lower layers' entry at rel, if they show one. */
+  private lower(rel: string): Node | undefined {
+    if (this.lowerView === null) return undefined;
+    let node: Node | undefined = this.lowerView.root;
+    for (const part of rel === '' ? [] : rel.split('/')) {
+      if (node.kind !== 'dir') return undefined;
+      node = this.lowerView.child(node, part);
+      if (node === undefined) return undefined;
+    }
+    return node;
+  }
+
+  /**
+   * Make sure rel's parent is a real directory of this layer, creating missing ones (with the
+   * metadata the layers below give them, so the merged view of those directories is unchanged).
+   */
+  private parentDir(rel: string, name: string): void {
+    const parent = parentOf(rel);
+    if (parent === '') return;
+    const parts = parent.split('/');
+    let cur = '';
+    for (const part of parts) {
+      cur = join(cur, part);
+      const kind = this.kinds.get(cur);
+      if (kind === 'dir') continue;
+      if (kind === 'symlink') throw new LayerFormatError(`${name}: the path goes through the symlink ${cur} of this layer`);
+      if (kind !== undefined) throw new LayerFormatError(`${name}: ${cur} is not a directory in this layer`);
+      const below = this.lower(cur);
+      if (below?.kind === 'symlink') throw new LayerFormatError(`${name}: the path goes through the symlink ${cur} of a lower layer`);
+      this.mkdir(cur, below);
+    }
+  }
+
+  private mkdir(rel: string, like: Node | undefined): void {
+    let mode = 0o755;
+    let uid = 0;
+    let gid = 0;
+    if (like !== undefined && like.kind === 'dir') {
+      this.lowerView!.stat(like, this.st);
+      mode = this.st[S.mode]! & 0o7777;
+      uid = this.st[S.uid]!;
+      gid = this.st[S.gid]!;
+      this.dirTimes.set(rel, {
+        rel,
+        atime: [this.st[S.atimeLo]! + this.st[S.atimeHi]! * 2 ** 32, this.st[S.atimeNs]!],
+        mtime: [this.st[S.mtimeLo]! + this.st[S.mtimeHi]! * 2 ** 32, this.st[S.mtimeNs]!],
+      });
+    }
+    this.check(sys.mkdirAt(this.fd, rel, 0o700), `mkdir ${rel}`);
+    this.check(sys.chownAt(this.fd, rel, uid, gid), `chown ${rel}`);
+    this.check(sys.chmodAt(this.fd, rel, mode), `chmod ${rel}`);
+    this.kinds.set(rel, 'dir');
+  }
+
+  private check(r: number, what: string): number {
+    if (r < 0) throw new Error(`${what}: ${errnoName(-r)}`);
+    return r;
+  }
+
+  /** Remove what this layer already has at rel (a later entry replaces an earlier one). */
+  private clear(rel: string, keepDir: boolean): void {
+    const kind = this.kinds.get(rel);
+    if (kind === undefined) return;
+    if (kind === 'dir') {
+      if (keepDir) return;
+      removeTree(this.fd, rel);
+      for (const k of [...this.kinds.keys()]) if (k === rel || k.startsWith(rel + '/')) this.kinds.delete(k);
+      return;
+    }
+    this.check(sys.unlinkAt(this.fd, rel, 0), `replace ${rel}`);
+    this.kinds.delete(rel);
+  }
+
+  async entry(index: number, header: Header, body: Body): Promise<void> {
+    const rel = cleanName(header.name);
+    const shown = header.name;
+    const base = baseOf(rel);
+    if (rel !== '' && base.startsWith(WH_PREFIX)) {
+      await drain(body);
+      this.whiteout(rel, shown);
+      return;
+    }
+    const type = header.type ?? 'file';
+    const hasPayload = (header.size ?? 0) > 0 && type !== 'directory';
+    if (hasPayload && type !== 'file' && type !== 'contiguous-file') {
+      throw new LayerFormatError(`${shown}: a ${type} entry carrying data is not supported`);
+    }
+    if (rel === '') {
+      // The layer root ("./"): its metadata is the directory's.
+      if (type !== 'directory') throw new LayerFormatError(`${shown}: the root entry must be a directory`);
+      await drain(body);
+      this.meta('', header, true);
+      return;
+    }
+    this.parentDir(rel, shown);
+    switch (type) {
+      case 'directory': {
+        this.clear(rel, true);
+        if (this.kinds.get(rel) !== 'dir') {
+          this.check(sys.mkdirAt(this.fd, rel, 0o700), `mkdir ${shown}`);
+          this.kinds.set(rel, 'dir');
+        }
+        await drain(body);
+        this.meta(rel, header, true);
+        return;
+      }
+      case 'file':
+      case 'contiguous-file': {
+        this.clear(rel, false);
+        if (hasPayload) {
+          if ([...this.payloadPaths.values()].includes(rel)) {
+            throw new LayerFormatError(`${shown}: written twice with data; such a tar cannot be stored reproducibly`);
+          }
+          this.payloadPaths.set(index, rel);
+        }
+        await this.file(rel, header, body);
+        this.kinds.set(rel, 'file');
+        return;
+      }
+      case 'link': {
+        const target = cleanName(header.linkname ?? '');
+        const tkind = this.kinds.get(target);
+        if (tkind === undefined || tkind === 'dir' || tkind === 'whiteout') {
+          throw new LayerFormatError(`${shown}: hard link to ${JSON.stringify(header.linkname)}, which is not a file of this layer`);
+        }
+        this.clear(rel, false);
+        await drain(body);
+        this.check(sys.linkAt(this.fd, target, this.fd, rel), `link ${shown}`);
+        this.kinds.set(rel, tkind);
+        return;
+      }
+      case 'symlink': {
+        this.clear(rel, false);
+        await drain(body);
+        this.check(sys.symlinkAt(header.linkname ?? '', this.fd, rel), `symlink ${shown}`);
+        this.kinds.set(rel, 'symlink');
+        this.meta(rel, header, false);
+        return;
+      }
+      case 'character-device':
+      case 'block-device':
+      case 'fifo': {
+        this.clear(rel, false);
+        await drain(body);
+        const fmt = type === 'fifo' ? S_IFIFO : type === 'block-device' ? S_IFBLK : S_IFCHR;
+        const dev = type === 'fifo' ? 0 : makedev(header.devmajor ?? 0, header.devminor ?? 0);
+        this.check(sys.mknodAt(this.fd, rel, fmt | 0o600, dev), `mknod ${shown}`);
+        this.kinds.set(rel, 'other');
+        this.meta(rel, header, false);
+        return;
+      }
+      default:
+        throw new LayerFormatError(`${shown}: unsupported entry type ${type}`);
+    }
+  }
+
+  private whiteout(rel: string, shown: string): void {
+    const dir = parentOf(rel);
+    const base = baseOf(rel);
+    this.parentDir(rel, shown);
+    if (base === OPAQUE_MARKER) {
+      this.check(sys.setxattrAt(this.fd, dir === '' ? '.' : dir, XATTR_OPAQUE, Buffer.from('y'), 0), `mark ${dir || '/'} opaque`);
+      return;
+    }
+    const name = base.slice(WH_PREFIX.length);
+    if (name === '' || name === '.' || name === '..' || name.startsWith(WH_PREFIX)) {
+      throw new LayerFormatError(`${shown}: not a valid whiteout`);
+    }
+    const target = join(dir, name);
+    this.clear(target, false);
+    this.check(makeWhiteout(this.fd, target), `whiteout ${shown}`);
+    this.kinds.set(target, 'whiteout');
+  }
+
+  private async file(rel: string, header: Header, body: Body): Promise<void> {
+    const fd = this.check(
+      sys.openAt(this.fd, rel, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | sys.O_NOFOLLOW, 0o600),
+      `create ${rel}`,
+    );
+    try {
+      let written = 0;
+      for await (const chunk of body) {
+        // The CLI's own process writing a local file: nothing else waits on this thread.
+        for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
+        written += chunk.length;
+      }
+      this.size += written;
+      this.metaFd(fd, rel, header);
+    } finally {
+      sys.close(fd);
+    }
+  }
+
+  /** Owner, mode, xattrs and (files and links now, directories at the end) times. */
+  private meta(rel: string, header: Header, isDir: boolean): void {
+    const path = rel === '' ? '.' : rel;
+    this.check(sys.chownAt(this.fd, path, header.uid ?? 0, header.gid ?? 0), `chown ${rel}`);
+    if (header.type !== 'symlink') this.check(sys.chmodAt(this.fd, path, (header.mode ?? 0o755) & 0o7777), `chmod ${rel}`);
+    this.xattrs(header, (name, value) => sys.setxattrAt(this.fd, path, name, value, 0), rel);
+    const mtime = timeOf(paxOf(header), 'mtime', header.mtime);
+    const atime = paxOf(header)?.['atime'] !== undefined ? timeOf(paxOf(header), 'atime', header.mtime) : mtime;
+    if (isDir) this.dirTimes.set(rel, { rel: path, atime, mtime });
+    else this.check(sys.utimensAt(this.fd, path, atime[0], atime[1], mtime[0], mtime[1]), `set times of ${rel}`);
+  }
+
+  private metaFd(fd: number, rel: string, header: Header): void {
+    this.check(sys.fchown(fd, header.uid ?? 0, header.gid ?? 0), `chown ${rel}`);
+    // After chown, which clears setuid and setgid.
+    this.check(sys.fchmod(fd, (header.mode ?? 0o644) & 0o7777), `chmod ${rel}`);
+    this.xattrs(header, (name, value) => sys.fsetxattr(fd, name, value, 0), rel);
+    const mtime = timeOf(paxOf(header), 'mtime', header.mtime);
+    const atime = paxOf(header)?.['atime'] !== undefined ? timeOf(paxOf(header), 'atime', header.mtime) : mtime;
+    this.check(sys.futimens(fd, atime[0], atime[1], mtime[0], mtime[1]), `set times of ${rel}`);
+  }
+
+  private xattrs(header: Header, set: (name: string, value: Buffer) => number, rel: string): void {
+    const pax = paxOf(header);
+    if (pax === undefined) return;
+    for (const [key, value] of Object.entries(pax)) {
+      if (!key.startsWith(XATTR_PAX_PREFIX)) continue;
+      const name = key.slice(XATTR_PAX_PREFIX.length);
+      // The overlay's own marks come only from whiteout entries, never from a tar's xattrs.
+      if (isPrivateXattr(name)) continue;
+      this.check(set(name, Buffer.from(value, 'latin1')), `set xattr ${name} on ${rel}`);
+    }
+  }
+
+  /** Directory times last, deepest first: adding entries changed them. */
+  finish(): void {
+    const dirs = [...this.dirTimes.values()].sort((a, b) => b.rel.length - a.rel.length);
+    for (const d of dirs) {
+      this.check(sys.utimensAt(this.fd, d.rel === '' ? '.' : d.rel, d.atime[0], d.atime[1], d.mtime[0], d.mtime[1]), `set times of ${d.rel}`);
+    }
+  }
+}
+
+function errnoName(errno: number): string {
+  const names: Record<number, string> = { 2: 'ENOENT', 13: 'EACCES', 17: 'EEXIST', 20: 'ENOTDIR', 21: 'EISDIR', 28: 'ENOSPC', 36: 'ENAMETOOLONG', 39: 'ENOTEMPTY', 95: 'EOPNOTSUPP' };
+  return names[errno] ?? `errno ${errno}`;
+}
+
+function removeTree(dirfd: number, rel: string): void {
+  const list = sys.readdirAt(dirfd, rel);
+  if (typeof list !== 'number') {
+    for (const name of list.names) {
+      const child = `${rel}/${name}`;
+      if (sys.unlinkAt(dirfd, child, 0) < 0) removeTree(dirfd, child);
+    }
+  }
+  sys.unlinkAt(dirfd, rel, sys.AT_REMOVEDIR);
+}
+
+/**
+ * Unpack `input` into `target` (an empty directory the caller made and will remove on failure),
+ * over the layers `lowers` (top first). Throws LayerFormatError for a tar that is refused.
+ */
+export async function applyLayer(input: Readable, target: string, lowers: string[]): Promise<ApplyResult> {
+  installBinarySafePax();
+  const fd = sys.openAt(sys.AT_FDCWD, target, fsc.O_RDONLY | sys.O_DIRECTORY | sys.O_NOFOLLOW, 0);
+  if (fd < 0) throw new Error(`cannot open ${target}: ${errnoName(-fd)}`);
+  const stack = lowers.length > 0 ? openLayerStack({ lowers }) : null;
+  const unpacker = new Unpacker(fd, stack);
+  const splitter = new TarSplitter();
+  const extract = tarExtract();
+  try {
+    const { stream, compression } = await decompressed(input);
+    const feeding = pipeline(stream, splitter, extract).catch((err: unknown) => {
+      throw describe(err, compression);
+    });
+    let index = 0;
+    let entries = 0;
+    try {
+      for await (const entry of extract) {
+        // tar-stream's entry streams yield Buffers; its types say unknown.
+        await unpacker.entry(index++, entry.header, entry as unknown as Body);
+        entries++;
+      }
+    } catch (err) {
+      extract.destroy();
+      await feeding.catch(() => undefined);
+      throw describe(err, compression);
+    }
+    await feeding;
+    if (splitter.bytes === 0) throw new LayerFormatError('empty input: not a tar archive');
+    if (entries === 0 && splitter.bytes < 1024) throw new LayerFormatError('truncated tar archive');
+    unpacker.finish();
+    const { diffId, bytes, segments } = splitter.finish();
+    const split = encodeSplit(segments, (entry) => {
+      const p = unpacker.payloadPaths.get(entry);
+      if (p === undefined) throw new LayerFormatError('the tar layout is not understood (payload without a file entry)');
+      return p;
+    });
+    return { diffId, tarBytes: bytes, size: unpacker.size, split };
+  } finally {
+    if (stack !== null) closeLayerStack(stack);
+    sys.close(fd);
+  }
+}
+
+function describe(err: unknown, compression: string): Error {
+  if (err instanceof LayerFormatError) return err;
+  const e = err as NodeJS.ErrnoException;
+  if (typeof e?.code === 'string' && e.code.startsWith('Z_')) return new LayerFormatError(`corrupt ${compression} data (${e.message})`);
+  const msg = e?.message ?? String(err);
+  if (/Invalid tar header|Unexpected end of data|Header exceeds|Invalid header/i.test(msg)) {
+    return new LayerFormatError(`not a valid tar archive (${msg})`);
+  }
+  if (/corrupt .* data/.test(msg)) return new LayerFormatError(msg);
+  return e instanceof Error ? e : new Error(msg);
+}

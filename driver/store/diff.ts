@@ -1,0 +1,323 @@
+/**
+ * diff: a layer as a tar, by Docker's changeset rules. Two sources:
+ * - a stored layer replays its tar-split, giving back the exact bytes its DiffID names;
+ * - a writable layer (an upper directory) is walked: depth-first, names sorted bytewise, parent
+ *   directories included (copy-up put them there), whiteouts as empty `.wh.<name>` files (mode
+ *   0600), opaque directories followed by `.wh..wh..opq` (mtime 0), hard links within the layer as
+ *   links, xattrs as binary-safe `SCHILY.xattr.*`, times in whole seconds (clamped to
+ *   SOURCE_DATE_EPOCH when set). A layer without changes is exactly 1024 zero bytes.
+ * A directory strata renamed (a redirect to its lower content) is written as an opaque directory
+ * with its whole merged content, since a tar cannot say "renamed".
+ */
+import { constants as fsc, createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pack as tarPack, type Header, type Pack } from 'tar-stream';
+
+type Headers = Partial<Header> & Pick<Header, 'name'>;
+import { sys } from '../native/sys.js';
+import { OPAQUE_MARKER, WH_PREFIX, XATTR_OPAQUE, XATTR_REDIRECT, isWhiteoutStat, xattrFromLayer } from '../fs/encoding.js';
+import { closeLayerStack, openLayerStack } from '../fs/layers.js';
+import { newStat, S, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, statSize } from '../fs/stat.js';
+import { Union } from '../fs/union.js';
+import type { Node } from '../fs/node.js';
+import { installBinarySafePax, XATTR_PAX_PREFIX } from './pax.js';
+import type { StoredSegment } from './tar-split.js';
+
+export interface DiffOptions {
+  /** Clamp every mtime to this (seconds), as SOURCE_DATE_EPOCH asks. */
+  sourceDateEpoch?: number | undefined;
+}
+
+/** The stored tar of a layer, byte for byte, from its split and its directory. */
+export function replay(segments: StoredSegment[], layerDir: string): Readable {
+  return Readable.from(replayChunks(segments, layerDir), { objectMode: false });
+}
+
+async function* replayChunks(segments: StoredSegment[], layerDir: string): AsyncGenerator<Buffer> {
+  const root = sys.openAt(sys.AT_FDCWD, layerDir, fsc.O_RDONLY | sys.O_DIRECTORY, 0);
+  if (root < 0) throw new Error(`cannot open layer ${layerDir} (errno ${-root})`);
+  const st = newStat();
+  try {
+    for (const seg of segments) {
+      if ('raw' in seg) {
+        yield seg.raw;
+        continue;
+      }
+      // Paths in a split were written by applyLayer, which never lets one pass through a symlink.
+      const fd = sys.openAt(root, seg.path, fsc.O_RDONLY | sys.O_NOFOLLOW, 0);
+      if (fd < 0 || sys.fstat(fd, st) < 0 || statSize(st) !== seg.size) {
+        if (fd >= 0) sys.close(fd);
+        throw new Error(`layer ${layerDir} changed on disk: ${seg.path} is missing or has another size`);
+      }
+      if (seg.size === 0) {
+        sys.close(fd);
+        continue;
+      }
+      for await (const chunk of createReadStream('', { fd, start: 0, end: seg.size - 1, autoClose: true })) {
+        yield chunk as Buffer;
+      }
+    }
+  } finally {
+    sys.close(root);
+  }
+}
+
+const BIG_ID = 0o777777;
+
+interface Entry {
+  rel: string;
+  st: Uint32Array;
+  /** Read the layer entry from: (fd, path) of its layer. */
+  fd: number;
+  path: string;
+}
+
+class DiffWriter {
+  private readonly links = new Map<string, string>();
+
+  constructor(
+    private readonly pack: Pack,
+    private readonly opts: DiffOptions,
+  ) {
+    installBinarySafePax();
+  }
+
+  private mtime(st: Uint32Array): Date {
+    let sec = st[S.mtimeLo]! + (st[S.mtimeHi]! | 0) * 2 ** 32;
+    if (this.opts.sourceDateEpoch !== undefined && sec > this.opts.sourceDateEpoch) sec = this.opts.sourceDateEpoch;
+    return new Date(sec * 1000);
+  }
+
+  /**
+   * Write one header and its data. PAX records (xattrs, ids too big for ustar) ride in the
+   * header's `pax` field; tar-stream adds path and linkpath records itself when ustar cannot
+   * hold them, and the binary-safe codec (pax.ts) writes Buffer values as bytes.
+   */
+  async write(h: Headers, xattrs: Array<[string, Buffer]>, data: { fd: number; path: string } | null): Promise<void> {
+    const pax: Record<string, string | Buffer> = {};
+    if ((h.uid ?? 0) > BIG_ID) pax['uid'] = String(h.uid);
+    if ((h.gid ?? 0) > BIG_ID) pax['gid'] = String(h.gid);
+    for (const [name, value] of xattrs) pax[XATTR_PAX_PREFIX + name] = value;
+    if (Object.keys(pax).length > 0) h = { ...h, pax };
+    if (data === null) {
+      await this.entry(h, Buffer.alloc(0));
+      return;
+    }
+    if ((h.size ?? 0) === 0) {
+      await this.entry(h, Buffer.alloc(0));
+      return;
+    }
+    const fd = sys.openAt(data.fd, data.path, fsc.O_RDONLY | sys.O_NOFOLLOW, 0);
+    if (fd < 0) throw new Error(`cannot read ${h.name} (errno ${-fd})`);
+    await new Promise<void>((resolve, reject) => {
+      const sink = this.pack.entry(h, (err) => (err ? reject(err) : resolve()));
+      const src = createReadStream('', { fd, start: 0, end: (h.size ?? 0) - 1, autoClose: true });
+      src.on('error', reject);
+      src.pipe(sink);
+    });
+  }
+
+  /** Entries other than files take no body (tar-stream refuses even an empty one). */
+  private entry(h: Headers, body: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const done = (err?: Error | null) => (err ? reject(err) : resolve());
+      if (h.type === 'file' || h.type === 'contiguous-file') this.pack.entry(h, body, done);
+      else this.pack.entry(h, done);
+    });
+  }
+
+  /** The tar header of a layer entry (its data, if any, is read by write()). */
+  header(e: Entry): Headers {
+    const { st } = e;
+    const fmt = st[S.mode]! & S_IFMT;
+    const uid = st[S.uid]!;
+    const gid = st[S.gid]!;
+    const h: Headers = {
+      name: e.rel,
+      // With its type bits: tar-stream replaces a mode of 0 by 0644, and masks the type off.
+      mode: st[S.mode]!,
+      uid,
+      gid,
+      uname: uid === 0 ? 'root' : '',
+      gname: gid === 0 ? 'root' : '',
+      mtime: this.mtime(st),
+      size: 0,
+    };
+    if (fmt !== S_IFDIR && st[S.nlink]! > 1) {
+      const key = `${st[S.dev]}:${st[S.inoLo]}:${st[S.inoHi]}`;
+      const first = this.links.get(key);
+      if (first !== undefined) return { ...h, type: 'link', linkname: first };
+      this.links.set(key, e.rel);
+    }
+    switch (fmt) {
+      case S_IFDIR:
+        return { ...h, type: 'directory', name: e.rel + '/' };
+      case S_IFREG:
+        return { ...h, type: 'file', size: statSize(st) };
+      case S_IFLNK: {
+        const target = sys.readlinkAt(e.fd, e.path);
+        if (typeof target === 'number') throw new Error(`cannot read the symlink ${e.rel} (errno ${-target})`);
+        return { ...h, type: 'symlink', linkname: target };
+      }
+      case S_IFCHR:
+      case S_IFBLK: {
+        const rdev = st[S.rdev]!;
+        const major = ((rdev >>> 8) & 0xfff) >>> 0;
+        const minor = ((rdev & 0xff) | ((rdev >>> 12) & 0xfff00)) >>> 0;
+        return { ...h, type: fmt === S_IFCHR ? 'character-device' : 'block-device', devmajor: major, devminor: minor };
+      }
+      case S_IFIFO:
+        return { ...h, type: 'fifo' };
+      default:
+        throw new Error(`${e.rel}: sockets cannot go into a layer`);
+    }
+  }
+
+  xattrs(fd: number, path: string): Array<[string, Buffer]> {
+    const names = sys.listxattrAt(fd, path);
+    if (typeof names === 'number') return [];
+    const out: Array<[string, Buffer]> = [];
+    for (const stored of names) {
+      const shown = xattrFromLayer(stored);
+      if (shown === null) continue;
+      const v = sys.getxattrAt(fd, path, stored);
+      if (typeof v !== 'number') out.push([shown, v]);
+    }
+    return out.sort((a, b) => Buffer.compare(Buffer.from(a[0]), Buffer.from(b[0])));
+  }
+
+  async whiteout(rel: string, st: Uint32Array): Promise<void> {
+    const i = rel.lastIndexOf('/');
+    const name = i < 0 ? WH_PREFIX + rel : `${rel.slice(0, i + 1)}${WH_PREFIX}${rel.slice(i + 1)}`;
+    await this.write(
+      { name, type: 'file', mode: S_IFREG | 0o600, uid: st[S.uid]!, gid: st[S.gid]!, uname: st[S.uid] === 0 ? 'root' : '', gname: st[S.gid] === 0 ? 'root' : '', mtime: this.mtime(st), size: 0 },
+      [],
+      null,
+    );
+  }
+
+  async opaqueMarker(dirRel: string, st: Uint32Array): Promise<void> {
+    await this.write(
+      { name: `${dirRel}/${OPAQUE_MARKER}`, type: 'file', mode: S_IFREG | (st[S.mode]! & 0o777), uid: st[S.uid]!, gid: st[S.gid]!, uname: st[S.uid] === 0 ? 'root' : '', gname: st[S.gid] === 0 ? 'root' : '', mtime: new Date(0), size: 0 },
+      [],
+      null,
+    );
+  }
+}
+
+function sortedNames(names: string[]): string[] {
+  return names.map((n) => Buffer.from(n)).sort(Buffer.compare).map((b) => b.toString());
+}
+
+/**
+ * The changes an upper directory records against the layers below it (`parents`, top first), as
+ * a tar. The stream fails if the directory cannot be read.
+ */
+export function diffUpper(upperDir: string, parents: string[], opts: DiffOptions = {}): Readable {
+  const pack = tarPack();
+  const writer = new DiffWriter(pack, opts);
+  const run = async () => {
+    const root = sys.openAt(sys.AT_FDCWD, upperDir, fsc.O_RDONLY | sys.O_DIRECTORY, 0);
+    if (root < 0) throw new Error(`cannot open ${upperDir} (errno ${-root})`);
+    try {
+      await walkUpper(writer, root, '', upperDir, parents);
+    } finally {
+      sys.close(root);
+    }
+    pack.finalize();
+  };
+  run().catch((err: unknown) => pack.destroy(err as Error));
+  return Readable.from(pack);
+}
+
+async function walkUpper(w: DiffWriter, root: number, dir: string, upperDir: string, parents: string[]): Promise<void> {
+  const list = sys.readdirAt(root, dir === '' ? '.' : dir);
+  if (typeof list === 'number') throw new Error(`cannot list ${dir || '/'} of ${upperDir} (errno ${-list})`);
+  const st = newStat();
+  for (const name of sortedNames(list.names)) {
+    const rel = dir === '' ? name : `${dir}/${name}`;
+    if (sys.lstatAt(root, rel, st) < 0) continue;
+    const fmt = st[S.mode]! & S_IFMT;
+    if (name.startsWith(WH_PREFIX)) {
+      // Tar-form marks in an upper (fuse-overlayfs writes them beside the xattr): as they are.
+      if (name === OPAQUE_MARKER) continue; // written with its directory
+      await w.write({ ...w.header({ rel, st, fd: root, path: rel }) }, [], null);
+      continue;
+    }
+    if (isWhiteoutStat(st) || (fmt === S_IFREG && statSize(st) === 0 && xattrIs(root, rel, 'trusted.overlay.whiteout'))) {
+      await w.whiteout(rel, st);
+      continue;
+    }
+    const e: Entry = { rel, st: Uint32Array.from(st), fd: root, path: rel };
+    if (fmt !== S_IFDIR) {
+      const h = w.header(e);
+      await w.write(h, w.xattrs(root, rel), h.type === 'file' ? { fd: root, path: rel } : null);
+      continue;
+    }
+    const redirected = xattrIs(root, rel, XATTR_REDIRECT);
+    const opaque = redirected || xattrValue(root, rel, XATTR_OPAQUE) === 'y' || sys.lstatAt(root, `${rel}/${OPAQUE_MARKER}`, newStat()) === 0;
+    await w.write(w.header(e), w.xattrs(root, rel), null);
+    if (opaque) await w.opaqueMarker(rel, e.st);
+    if (redirected) await writeMerged(w, upperDir, parents, rel);
+    else await walkUpper(w, root, rel, upperDir, parents);
+  }
+}
+
+function xattrValue(fd: number, rel: string, name: string): string | null {
+  const v = sys.getxattrAt(fd, rel, name);
+  return typeof v === 'number' ? null : v.toString();
+}
+
+function xattrIs(fd: number, rel: string, name: string): boolean {
+  return typeof sys.getxattrAt(fd, rel, name) !== 'number';
+}
+
+/** The whole merged content below `rel` (upper over parents), for a renamed directory. */
+async function writeMerged(w: DiffWriter, upperDir: string, parents: string[], rel: string): Promise<void> {
+  const stack = openLayerStack({ lowers: [upperDir, ...parents] });
+  try {
+    const u = new Union(stack, { maxCacheEntries: 100_000 });
+    let node: Node | undefined = u.root;
+    for (const part of rel.split('/')) {
+      node = node === undefined ? undefined : u.child(node, part);
+    }
+    if (node === undefined || node.kind !== 'dir') return;
+    await writeMergedChildren(w, u, node, rel);
+  } finally {
+    closeLayerStack(stack);
+  }
+}
+
+async function writeMergedChildren(w: DiffWriter, u: Union, dir: Node, rel: string): Promise<void> {
+  const { names, nodes } = u.list(dir);
+  const order = names.map((n, i) => ({ n, node: nodes[i]! })).filter((x) => x.n !== '.' && x.n !== '..');
+  order.sort((a, b) => Buffer.compare(Buffer.from(a.n), Buffer.from(b.n)));
+  const st = newStat();
+  for (const { n, node } of order) {
+    const childRel = rel === '' ? n : `${rel}/${n}`;
+    u.stat(node, st);
+    const { layer, path } = u.location(node);
+    const e: Entry = { rel: childRel, st: Uint32Array.from(st), fd: layer.fd, path };
+    const h = w.header(e);
+    await w.write(h, w.xattrs(layer.fd, path), h.type === 'file' ? { fd: layer.fd, path } : null);
+    if (node.kind === 'dir') await writeMergedChildren(w, u, node, childRel);
+  }
+}
+
+/** The merged tree of `layers` (top first) as one tar, by the same rules as a diff. */
+export function exportMerged(layers: string[], opts: DiffOptions = {}): Readable {
+  const pack = tarPack();
+  const writer = new DiffWriter(pack, opts);
+  const run = async () => {
+    const stack = openLayerStack({ lowers: layers });
+    try {
+      const u = new Union(stack, { maxCacheEntries: 100_000 });
+      await writeMergedChildren(writer, u, u.root, '');
+    } finally {
+      closeLayerStack(stack);
+    }
+    pack.finalize();
+  };
+  run().catch((err: unknown) => pack.destroy(err as Error));
+  return Readable.from(pack);
+}

@@ -1,0 +1,103 @@
+/**
+ * The store's metadata in LevelDB: layers, images and tags, each logical change one atomic batch.
+ * LevelDB lets one process open a database at a time; a second strata command on the same root
+ * waits for the first (saying so once) instead of failing or corrupting anything.
+ */
+import { Level } from 'level';
+import type { Digest } from './digest.js';
+
+export interface LayerRecord {
+  id: string;
+  /** The layer below, or null for a base layer. */
+  parent: string | null;
+  /** A writable layer (a container's or a build step's upper); read-only layers never change. */
+  rw: boolean;
+  created: string;
+  /** Set once content is applied to a read-only layer. */
+  diffId?: Digest;
+  chainId?: Digest;
+  /** Bytes of file content and of the uncompressed tar. */
+  size?: number;
+  tarBytes?: number;
+  /** Images whose layer list names this layer (updated in the batch that adds or drops one). */
+  refs: number;
+}
+
+export interface ImageRecord {
+  id: Digest;
+  /** The config JSON, exactly the bytes its id is the digest of. */
+  config: string;
+  /** Layer ids, bottom first (ChainIDs' hex). */
+  layers: string[];
+  created: string;
+}
+
+export interface MountRecord {
+  mountpoint: string;
+  image: Digest | null;
+  /** The writable layer made for this mount, if it is read-write. */
+  rwLayer: string | null;
+  /** How many get() calls hold it (put() releases); CLI mounts hold one. */
+  refs: number;
+  /** The layer a get() mounted, for mounts made through the driver contract. */
+  layer: string | null;
+}
+
+export class Metadata {
+  readonly layers;
+  readonly images;
+  readonly tags;
+  readonly mounts;
+
+  private constructor(readonly db: Level<string, unknown>) {
+    this.layers = db.sublevel<string, LayerRecord>('layers', { valueEncoding: 'json' });
+    this.images = db.sublevel<string, ImageRecord>('images', { valueEncoding: 'json' });
+    this.tags = db.sublevel<string, string>('tags', { valueEncoding: 'utf8' });
+    this.mounts = db.sublevel<string, MountRecord>('mounts', { valueEncoding: 'json' });
+  }
+
+  /**
+   * Open the database at `path`, waiting while another process holds it. `onWait` is told once,
+   * so the user knows why nothing happens.
+   */
+  static async open(path: string, onWait: () => void, timeoutMs = 10 * 60_000): Promise<Metadata> {
+    const started = Date.now();
+    let told = false;
+    for (;;) {
+      const db = new Level<string, unknown>(path, { valueEncoding: 'json' });
+      try {
+        await db.open();
+        return new Metadata(db);
+      } catch (err) {
+        const cause = (err as { cause?: { code?: string } }).cause;
+        if (cause?.code !== 'LEVEL_LOCKED') throw err;
+        if (Date.now() - started > timeoutMs) throw new Error(`the store at ${path} stayed locked by another strata command`);
+        if (!told) {
+          onWait();
+          told = true;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+
+  async allLayers(): Promise<LayerRecord[]> {
+    return this.layers.values().all();
+  }
+
+  async allImages(): Promise<ImageRecord[]> {
+    return this.images.values().all();
+  }
+
+  async allMounts(): Promise<MountRecord[]> {
+    return this.mounts.values().all();
+  }
+
+  async allTags(): Promise<Array<[string, string]>> {
+    return this.tags.iterator().all();
+  }
+}

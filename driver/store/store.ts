@@ -1,0 +1,311 @@
+/**
+ * The layer store: layers as directories a union mounts, metadata in LevelDB, and the
+ * storage-driver contract Docker's graph drivers follow (create, createReadWrite, remove, exists,
+ * applyDiff, diff, changes, diffSize; get/put mount through the strata driver). The CLI and,
+ * later, the Docker plugin touch layers only through this class.
+ *
+ * On disk, under the store root:
+ *   db/                      LevelDB: layers, images, tags, mounts
+ *   layers/<id>/diff/        the layer's content (a lowerdir; for a writable layer, the upperdir)
+ *   layers/<id>/work/        a writable layer's overlay work dir
+ *   layers/<id>/tar-split    a read-only layer's tar minus contents (reproduces its DiffID)
+ *   tmp/                     staging; what a crashed command left here is removed on open
+ *
+ * Crash safety: content is unpacked in tmp/, flushed (syncfs), renamed into layers/ and only then
+ * recorded in one batch. A crash leaves at worst a directory with no record, which `check`
+ * reports and `prune` removes; never a record without its content.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants as fsc, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { sys } from '../native/sys.js';
+import { applyLayer, type ApplyResult } from './apply.js';
+import { chainId, hexOf } from './digest.js';
+import { diffUpper, replay } from './diff.js';
+import { Metadata, type LayerRecord, type MountRecord } from './metadata.js';
+import { decodeSplit } from './tar-split.js';
+
+export class StoreError extends Error {}
+
+export interface StoreOptions {
+  /** Told once when another strata command holds the store and this one waits. */
+  onWait?: () => void;
+}
+
+export class LayerStore {
+  private constructor(
+    readonly root: string,
+    readonly meta: Metadata,
+  ) {}
+
+  static async open(root: string, opts: StoreOptions = {}): Promise<LayerStore> {
+    for (const d of ['', 'layers', 'tmp', 'mnt']) mkdirSync(join(root, d), { recursive: true, mode: 0o700 });
+    const meta = await Metadata.open(join(root, 'db'), opts.onWait ?? (() => undefined));
+    const store = new LayerStore(root, meta);
+    // Holding the database lock, nothing else is staging: leftovers are a crashed command's.
+    for (const name of readdirSync(join(root, 'tmp'))) rmSync(join(root, 'tmp', name), { recursive: true, force: true });
+    return store;
+  }
+
+  async close(): Promise<void> {
+    await this.meta.close();
+  }
+
+  layerDir(id: string): string {
+    return join(this.root, 'layers', id);
+  }
+
+  diffDir(id: string): string {
+    return join(this.layerDir(id), 'diff');
+  }
+
+  async layer(id: string): Promise<LayerRecord | undefined> {
+    return this.meta.layers.get(id);
+  }
+
+  async exists(id: string): Promise<boolean> {
+    return (await this.layer(id)) !== undefined;
+  }
+
+  private async must(id: string): Promise<LayerRecord> {
+    const l = await this.layer(id);
+    if (l === undefined) throw new StoreError(`no such layer: ${id}`);
+    return l;
+  }
+
+  /** Layer ids from `id` down to the base, top first. */
+  async chain(id: string): Promise<LayerRecord[]> {
+    const out: LayerRecord[] = [];
+    for (let cur: string | null = id; cur !== null; ) {
+      const l = await this.must(cur);
+      out.push(l);
+      cur = l.parent;
+      if (out.length > 1000) throw new StoreError(`layer ${id}: parent chain loops`);
+    }
+    return out;
+  }
+
+  /** Directories to mount for `id`, top first. */
+  async lowerDirs(id: string): Promise<string[]> {
+    return (await this.chain(id)).map((l) => this.diffDir(l.id));
+  }
+
+  private checkId(id: string): void {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(id)) throw new StoreError(`bad layer id ${JSON.stringify(id)}`);
+  }
+
+  private async checkNew(id: string, parent: string | null): Promise<void> {
+    this.checkId(id);
+    if (await this.exists(id)) throw new StoreError(`layer ${id} already exists`);
+    if (parent !== null) await this.must(parent);
+  }
+
+  /** An empty read-only layer, to be filled by applyDiff. */
+  async create(id: string, parent: string | null): Promise<void> {
+    await this.checkNew(id, parent);
+    await this.commitDir(id, (dir) => mkdirSync(join(dir, 'diff'), { mode: 0o755 }));
+    await this.meta.layers.put(id, { id, parent, rw: false, created: new Date().toISOString(), refs: 0 });
+  }
+
+  /** A writable layer over `parent`: a container's or a build step's upper. */
+  async createReadWrite(id: string, parent: string | null): Promise<void> {
+    await this.checkNew(id, parent);
+    await this.commitDir(id, (dir) => {
+      mkdirSync(join(dir, 'diff'), { mode: 0o755 });
+      mkdirSync(join(dir, 'work'), { mode: 0o700 });
+    });
+    await this.meta.layers.put(id, { id, parent, rw: true, created: new Date().toISOString(), refs: 0 });
+  }
+
+  /** Build a layer directory in tmp/, flush it, and move it into layers/<id>. */
+  private async commitDir(id: string, build: (dir: string) => void | Promise<void>): Promise<'new' | 'existed'> {
+    const staging = join(this.root, 'tmp', randomBytes(8).toString('hex'));
+    mkdirSync(staging, { mode: 0o700 });
+    try {
+      await build(staging);
+      flush(staging);
+      const target = this.layerDir(id);
+      if (existsSync(target)) {
+        rmSync(staging, { recursive: true, force: true });
+        return 'existed';
+      }
+      renameSync(staging, target);
+      flush(join(this.root, 'layers'));
+      return 'new';
+    } catch (err) {
+      rmSync(staging, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * Unpack a layer tar into the empty read-only layer `id` (made by create). Returns the bytes of
+   * content unpacked. The layer's DiffID and ChainID are recorded.
+   */
+  async applyDiff(id: string, tar: Readable): Promise<number> {
+    const l = await this.must(id);
+    if (l.rw) throw new StoreError(`layer ${id} is writable; apply diffs to read-only layers`);
+    if (l.diffId !== undefined) throw new StoreError(`layer ${id} already has content`);
+    const parents = l.parent === null ? [] : await this.lowerDirs(l.parent);
+    const parentChain = l.parent === null ? null : (await this.must(l.parent)).chainId ?? null;
+    const staging = join(this.root, 'tmp', randomBytes(8).toString('hex'));
+    mkdirSync(join(staging, 'diff'), { recursive: true, mode: 0o755 });
+    let result: ApplyResult;
+    try {
+      result = await applyLayer(tar, join(staging, 'diff'), parents);
+      writeFileSync(join(staging, 'tar-split'), gzipSync(result.split));
+      flush(staging);
+      // The empty diff made by create() steps aside for the unpacked one.
+      const old = join(this.root, 'tmp', randomBytes(8).toString('hex'));
+      renameSync(this.layerDir(id), old);
+      renameSync(staging, this.layerDir(id));
+      flush(join(this.root, 'layers'));
+      rmSync(old, { recursive: true, force: true });
+    } catch (err) {
+      rmSync(staging, { recursive: true, force: true });
+      throw err;
+    }
+    const chain = parentChain === null && l.parent !== null ? null : chainId(parentChain, result.diffId);
+    await this.meta.layers.put(id, {
+      ...l,
+      diffId: result.diffId,
+      ...(chain !== null ? { chainId: chain } : {}),
+      size: result.size,
+      tarBytes: result.tarBytes,
+    });
+    return result.size;
+  }
+
+  /**
+   * Content-addressed import: unpack `tar` over `parent` into a layer named by its ChainID, or
+   * find that layer already stored. Returns its record.
+   */
+  async importLayer(tar: Readable, parent: string | null): Promise<LayerRecord> {
+    const parentRec = parent === null ? null : await this.must(parent);
+    if (parentRec !== null && parentRec.chainId === undefined) throw new StoreError(`layer ${parent} has no content yet`);
+    const parents = parent === null ? [] : await this.lowerDirs(parent);
+    let result: ApplyResult | undefined;
+    const staging = join(this.root, 'tmp', randomBytes(8).toString('hex'));
+    mkdirSync(join(staging, 'diff'), { recursive: true, mode: 0o755 });
+    let id: string;
+    try {
+      result = await applyLayer(tar, join(staging, 'diff'), parents);
+      const chain = chainId(parentRec?.chainId ?? null, result.diffId);
+      id = hexOf(chain);
+      const known = await this.layer(id);
+      if (known !== undefined) {
+        rmSync(staging, { recursive: true, force: true });
+        return known;
+      }
+      writeFileSync(join(staging, 'tar-split'), gzipSync(result.split));
+      flush(staging);
+      const target = this.layerDir(id);
+      // A directory with no record is a crashed import's: this one replaces it.
+      if (existsSync(target)) rmSync(target, { recursive: true, force: true });
+      renameSync(staging, target);
+      flush(join(this.root, 'layers'));
+    } catch (err) {
+      rmSync(staging, { recursive: true, force: true });
+      throw err;
+    }
+    const rec: LayerRecord = {
+      id,
+      parent,
+      rw: false,
+      created: new Date().toISOString(),
+      diffId: result.diffId,
+      chainId: chainId(parentRec?.chainId ?? null, result.diffId),
+      size: result.size,
+      tarBytes: result.tarBytes,
+      refs: 0,
+    };
+    await this.meta.layers.put(id, rec);
+    return rec;
+  }
+
+  /** The layer as a tar: a stored layer's exact bytes, or a writable layer's changes. */
+  async diff(id: string, opts: { sourceDateEpoch?: number } = {}): Promise<Readable> {
+    const l = await this.must(id);
+    if (!l.rw) {
+      if (l.diffId === undefined) return Readable.from([Buffer.alloc(1024)]);
+      const split = decodeSplit(gunzipSync(readFileSync(join(this.layerDir(id), 'tar-split'))).toString('utf8'));
+      return replay(split, this.diffDir(id));
+    }
+    const parents = l.parent === null ? [] : await this.lowerDirs(l.parent);
+    return diffUpper(this.diffDir(id), parents, opts);
+  }
+
+  /** Remove a layer: refused while an image, a child layer or a mount uses it. */
+  async remove(id: string): Promise<void> {
+    const l = await this.must(id);
+    if (l.refs > 0) throw new StoreError(`layer ${id} is used by ${l.refs} image(s)`);
+    for (const other of await this.meta.allLayers()) {
+      if (other.parent === id) throw new StoreError(`layer ${id} is the parent of layer ${other.id}`);
+    }
+    for (const m of await this.meta.allMounts()) {
+      if (m.layer === id || m.rwLayer === id) throw new StoreError(`layer ${id} is mounted at ${m.mountpoint}`);
+    }
+    // Record first, then the directory: a crash in between leaves an orphan prune reclaims.
+    await this.meta.layers.del(id);
+    const doomed = join(this.root, 'tmp', randomBytes(8).toString('hex'));
+    renameSync(this.layerDir(id), doomed);
+    rmSync(doomed, { recursive: true, force: true });
+  }
+
+  async addMount(rec: MountRecord): Promise<void> {
+    await this.meta.mounts.put(rec.mountpoint, rec);
+  }
+
+  /** Forget a mount, and drop the writable layer made for it. */
+  async dropMount(mountpoint: string): Promise<MountRecord | undefined> {
+    const rec = await this.meta.mounts.get(mountpoint);
+    if (rec === undefined) return undefined;
+    await this.meta.mounts.del(mountpoint);
+    if (rec.rwLayer !== null && (await this.exists(rec.rwLayer))) await this.remove(rec.rwLayer);
+    // A mountpoint the store made for the mount goes with it.
+    if (dirname(mountpoint) === join(this.root, 'mnt')) {
+      try {
+        rmdirSync(mountpoint);
+      } catch {
+        // Still busy or not empty: left for the user.
+      }
+    }
+    return rec;
+  }
+
+  /** Mount records whose mountpoint has nothing mounted (the command or its driver died). */
+  async staleMounts(): Promise<MountRecord[]> {
+    const mounted = new Set(
+      readFileSync('/proc/self/mounts', 'utf8')
+        .split('\n')
+        .map((line) => (line.split(' ')[1] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))),
+    );
+    return (await this.meta.allMounts()).filter((m) => !mounted.has(m.mountpoint));
+  }
+
+  /** A directory with nothing in it, the lower layer of an image without layers. */
+  emptyDir(): string {
+    const dir = join(this.root, 'empty');
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    return dir;
+  }
+
+  /** Layer directories with no record (a crash between rename and batch). */
+  orphanDirs(records: Set<string>): string[] {
+    return readdirSync(join(this.root, 'layers')).filter((name) => !records.has(name));
+  }
+}
+
+/** Flush everything written under `path` (one syncfs for the whole filesystem). */
+function flush(path: string): void {
+  const fd = sys.openAt(sys.AT_FDCWD, path, fsc.O_RDONLY | sys.O_DIRECTORY, 0);
+  if (fd < 0) throw new StoreError(`cannot open ${path} to flush it`);
+  try {
+    const r = sys.syncfs(fd);
+    if (r < 0) throw new StoreError(`cannot flush ${path} (errno ${-r})`);
+  } finally {
+    sys.close(fd);
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * Layers are stored unpacked (directories a union can mount), yet a saved image must carry the
+ * very tar bytes its DiffIDs were computed from. Like Docker's tar-split, strata keeps each
+ * layer's tar minus the file contents: the raw bytes between file payloads (headers, PAX and
+ * GNU long-name records, padding, the end-of-archive blocks) and, for each payload, which entry
+ * it belongs to and its size. Replaying that with the files from the layer directory gives the
+ * original stream back, byte for byte.
+ *
+ * The splitter only finds block boundaries; tar-stream does the real parsing beside it. Both walk
+ * the same bytes in the same order, so the n-th entry of one is the n-th entry of the other.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { createHash, type Hash } from 'node:crypto';
+import type { Digest } from './digest.js';
+
+export type Segment = { raw: Buffer } | { entry: number; size: number };
+
+const BLOCK = 512;
+
+/** Data follows a header unless it is a directory (tar-stream ignores a directory's size too). */
+const LONG_HEADER_TYPES = new Set(['x', 'g', 'L', 'K']);
+
+function parseSize(block: Buffer): number {
+  if (block[124]! & 0x80) {
+    // Base-256 (GNU): big-endian in the remaining bytes of the field.
+    let n = 0;
+    for (let i = 125; i < 136; i++) n = n * 256 + block[i]!;
+    return n;
+  }
+  const text = block.toString('latin1', 124, 136).replace(/[\0 ]+$/, '').trim();
+  return text === '' ? 0 : parseInt(text, 8);
+}
+
+function paxSize(data: Buffer): number | null {
+  let found: number | null = null;
+  for (let off = 0; off < data.length; ) {
+    const sp = data.indexOf(0x20, off);
+    if (sp < 0) break;
+    const len = parseInt(data.toString('latin1', off, sp), 10);
+    if (!(len > 0)) break;
+    const rec = data.toString('latin1', sp + 1, off + len - 1);
+    if (rec.startsWith('size=')) found = parseInt(rec.slice(5), 10);
+    off += len;
+  }
+  return found;
+}
+
+type State = 'header' | 'long' | 'data' | 'pad' | 'trailer';
+
+/**
+ * A pass-through that digests the stream (the DiffID), counts it, and records its segments.
+ * Call `finish()` after the stream ended to get the split.
+ */
+export class TarSplitter extends Transform {
+  readonly segments: Segment[] = [];
+  bytes = 0;
+  private readonly hash: Hash = createHash('sha256');
+  private state: State = 'header';
+  private raw: Buffer[] = [];
+  private pending = Buffer.alloc(0);
+  private remaining = 0;
+  private longType = '';
+  private longData: Buffer[] = [];
+  private nextSize: number | null = null;
+  private padAfter = 0;
+  private entries = 0;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    try {
+      this.consume(chunk);
+    } catch (err) {
+      return done(err as Error);
+    }
+    done(null, chunk);
+  }
+
+  private consume(chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.state === 'trailer') {
+        this.raw.push(chunk.subarray(off));
+        return;
+      }
+      if (this.state === 'data') {
+        const n = Math.min(this.remaining, chunk.length - off);
+        this.remaining -= n;
+        off += n;
+        if (this.remaining === 0) {
+          this.remaining = this.padAfter;
+          this.state = this.padAfter > 0 ? 'pad' : 'header';
+        }
+        continue;
+      }
+      if (this.state === 'pad') {
+        // Padding is kept raw: valid tars pad with zeros, but bytes are bytes.
+        const n = Math.min(this.remaining, chunk.length - off);
+        this.raw.push(chunk.subarray(off, off + n));
+        this.remaining -= n;
+        off += n;
+        if (this.remaining === 0) this.state = 'header';
+        continue;
+      }
+      if (this.state === 'long') {
+        const n = Math.min(this.remaining, chunk.length - off);
+        const part = chunk.subarray(off, off + n);
+        this.raw.push(part);
+        this.longData.push(part);
+        this.remaining -= n;
+        off += n;
+        if (this.remaining === 0) this.endLong();
+        continue;
+      }
+      // header: gather one block
+      const need = BLOCK - this.pending.length;
+      const n = Math.min(need, chunk.length - off);
+      this.pending = Buffer.concat([this.pending, chunk.subarray(off, off + n)]);
+      off += n;
+      if (this.pending.length === BLOCK) this.header(this.pending);
+    }
+  }
+
+  private header(block: Buffer): void {
+    this.pending = Buffer.alloc(0);
+    this.raw.push(block);
+    if (block.every((b) => b === 0)) {
+      this.state = 'trailer';
+      return;
+    }
+    const type = String.fromCharCode(block[156]!);
+    const size = parseSize(block);
+    if (LONG_HEADER_TYPES.has(type)) {
+      this.longType = type;
+      this.longData = [];
+      this.remaining = Math.ceil(size / BLOCK) * BLOCK;
+      this.state = this.remaining > 0 ? 'long' : 'header';
+      if (this.remaining === 0) this.endLong();
+      return;
+    }
+    const entry = this.entries++;
+    const dataSize = type === '5' ? 0 : this.nextSize ?? size;
+    this.nextSize = null;
+    if (dataSize === 0) return;
+    this.segments.push({ raw: Buffer.concat(this.raw) });
+    this.raw = [];
+    this.segments.push({ entry, size: dataSize });
+    this.remaining = dataSize;
+    this.padAfter = (BLOCK - (dataSize % BLOCK)) % BLOCK;
+    this.state = 'data';
+  }
+
+  private endLong(): void {
+    if (this.longType === 'x') {
+      const s = paxSize(Buffer.concat(this.longData));
+      if (s !== null) this.nextSize = s;
+    }
+    this.longData = [];
+    this.state = 'header';
+  }
+
+  /** The digest of everything that went through, and the split. */
+  finish(): { diffId: Digest; bytes: number; segments: Segment[] } {
+    if (this.pending.length > 0) this.raw.push(this.pending);
+    this.segments.push({ raw: Buffer.concat(this.raw) });
+    this.raw = [];
+    return { diffId: `sha256:${this.hash.digest('hex')}`, bytes: this.bytes, segments: this.segments };
+  }
+}
+
+/** A split as stored: payloads name the file (relative to the layer root) they come from. */
+export type StoredSegment = { raw: Buffer } | { path: string; size: number };
+
+/** One JSON line per segment, gzipped by the caller: {"r": base64} or {"p": path, "n": size}. */
+export function encodeSplit(segments: Segment[], pathOf: (entry: number) => string): string {
+  let out = '';
+  for (const s of segments) {
+    out += 'raw' in s ? JSON.stringify({ r: s.raw.toString('base64') }) : JSON.stringify({ p: pathOf(s.entry), n: s.size });
+    out += '\n';
+  }
+  return out;
+}
+
+export function decodeSplit(text: string): StoredSegment[] {
+  const out: StoredSegment[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const o = JSON.parse(line) as { r?: string; p?: string; n?: number };
+    if (typeof o.r === 'string') out.push({ raw: Buffer.from(o.r, 'base64') });
+    else if (typeof o.p === 'string' && typeof o.n === 'number') out.push({ path: o.p, size: o.n });
+    else throw new Error('bad tar-split record');
+  }
+  return out;
+}
