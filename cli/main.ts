@@ -183,6 +183,28 @@ async function main(): Promise<void> {
         await exportImage({ root: a.root, image: a.image, output: a.output });
       },
     )
+    .command(
+      'save <images..>',
+      'write images to an archive: docker-archive (docker load, skopeo) or an OCI layout tar',
+      (y) =>
+        y
+          .positional('images', { type: 'string', array: true, demandOption: true })
+          .option('output', { alias: 'o', type: 'string', describe: 'file (default: standard output)' })
+          .option('format', { type: 'string', default: 'docker', choices: ['docker', 'oci'] }),
+      async (a) => {
+        const { saveImages } = await import('./commands/images.js');
+        await saveImages({ root: a.root, images: a.images, output: a.output, format: a.format });
+      },
+    )
+    .command(
+      'load',
+      'load images from a docker-archive or an OCI layout (tar, compressed tar or directory)',
+      (y) => y.option('input', { alias: 'i', type: 'string', describe: 'archive or layout dir (default: standard input)' }),
+      async (a) => {
+        const { loadImages } = await import('./commands/images.js');
+        await loadImages({ root: a.root, input: a.input });
+      },
+    )
     .command('prune', 'free layers no image, layer or mount uses', (y) => y, async (a) => {
       const { prune } = await import('./commands/images.js');
       await prune({ root: a.root });

@@ -93,7 +93,7 @@ t.test('constants', async (tt) => {
   const fns = [
     'lstatAt', 'fstat', 'openAt', 'close', 'mkdirAt', 'mknodAt', 'symlinkAt', 'linkAt', 'unlinkAt',
     'renameAt2', 'readlinkAt', 'chmodAt', 'chownAt', 'utimensAt', 'futimens', 'fchmod', 'fchown',
-    'ftruncate', 'fsync', 'fdatasync', 'getxattrAt', 'setxattrAt', 'listxattrAt', 'removexattrAt',
+    'ftruncate', 'fsync', 'fdatasync', 'syncfs', 'getxattrAt', 'setxattrAt', 'listxattrAt', 'removexattrAt',
     'fgetxattr', 'fsetxattr', 'flistxattr', 'fremovexattr', 'readdirAt', 'statvfsFd', 'copyData',
     'umount2',
   ];
@@ -192,6 +192,13 @@ t.test('lstatAt', async (tt) => {
   tt.equal(u(big, 18), 999_999_999);
   sameStat(tt, big, fs.lstatSync(path.join(dir, 'big'), { bigint: true }));
   sys.close(fd);
+});
+
+t.test('syncfs', async (tt) => {
+  const fd = sys.openAt(sys.AT_FDCWD, '/tmp', C.O_RDONLY | sys.O_DIRECTORY, 0);
+  tt.equal(sys.syncfs(fd), 0, 'flushes the filesystem of a directory fd');
+  sys.close(fd);
+  tt.equal(sys.syncfs(fd), -E.EBADF, 'a closed fd: -EBADF');
 });
 
 t.test('statvfsFd', async (tt) => {

@@ -211,3 +211,78 @@ export async function exportImage(a: { root?: string | undefined; image: string;
     }
   });
 }
+
+export async function saveImages(a: { root?: string | undefined; images: string[]; output?: string | undefined; format: string }): Promise<void> {
+  if (a.format !== 'docker' && a.format !== 'oci') throw new UserError(`unknown format ${a.format}: use docker or oci`);
+  const format = a.format;
+  const { save, saveSize } = await import('../../driver/store/archive.js');
+  const { Progress } = await import('../progress.js');
+  const { pipeline } = await import('node:stream/promises');
+  const { createWriteStream, renameSync, rmSync } = await import('node:fs');
+  await withStore(a.root, async (images, store) => {
+    const chosen = [];
+    for (const ref of a.images) {
+      const image = await images.resolve(ref);
+      const byTag = (await images.tagsOf(image.id)).filter((t) => t === parseTagSafe(ref));
+      chosen.push({ image, tags: byTag.length > 0 ? byTag : await images.tagsOf(image.id) });
+    }
+    const progress = new Progress('saving', await saveSize(store, chosen.map((c) => c.image)));
+    const tar = save(store, chosen, format, (n) => progress.add(n));
+    if (a.output === undefined || a.output === '-') {
+      if (process.stdout.isTTY) throw new UserError('refusing to write a tar to a terminal; give -o FILE or redirect');
+      await pipeline(tar, process.stdout);
+    } else {
+      const tmp = `${a.output}.strata-tmp-${process.pid}`;
+      try {
+        await pipeline(tar, createWriteStream(tmp, { mode: 0o644 }));
+        renameSync(tmp, a.output);
+      } catch (err) {
+        rmSync(tmp, { force: true });
+        throw err;
+      }
+    }
+    progress.finish();
+  });
+}
+
+function parseTagSafe(ref: string): string | null {
+  try {
+    return parseTag(ref);
+  } catch {
+    return null;
+  }
+}
+
+export async function loadImages(a: { root?: string | undefined; input?: string | undefined }): Promise<void> {
+  const { load, isLayoutDir } = await import('../../driver/store/archive.js');
+  const { Progress } = await import('../progress.js');
+  let source: { stream: Readable } | { dir: string };
+  let total: number | null = null;
+  if (a.input === undefined || a.input === '-') {
+    if (process.stdin.isTTY) throw new UserError('give an archive with -i FILE or on standard input');
+    source = { stream: process.stdin };
+  } else {
+    let st;
+    try {
+      st = statSync(a.input);
+    } catch (err) {
+      throw new UserError(`cannot read ${a.input}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (st.isDirectory()) {
+      if (!isLayoutDir(a.input)) throw new UserError(`${a.input} is a directory but not an OCI layout (no oci-layout file)`);
+      source = { dir: a.input };
+    } else {
+      source = { stream: createReadStream(a.input) };
+      total = st.size;
+    }
+  }
+  const progress = new Progress('loading', total);
+  await withStore(a.root, async (_images, store) => {
+    const loaded = await load(store, source, (n) => progress.add(n));
+    progress.finish();
+    for (const l of loaded) {
+      process.stdout.write(l.tags.length > 0 ? l.tags.map((t) => `Loaded image: ${t}\n`).join('') : `Loaded image ID: ${l.id}\n`);
+      for (const s of l.skipped) process.stderr.write(`strata: ${l.id.slice(7, 19)}: the archive names it ${JSON.stringify(s)}, not NAME:TAG; tag it with strata tag\n`);
+    }
+  });
+}

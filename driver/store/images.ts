@@ -37,6 +37,9 @@ export function parseTag(ref: string): string {
     name = ref.slice(0, colon);
     tag = ref.slice(colon + 1);
   }
+  // Docker's familiar form: docker.io/library/x is x, docker.io/u/x is u/x.
+  if (name.startsWith('docker.io/library/')) name = name.slice('docker.io/library/'.length);
+  else if (name.startsWith('docker.io/')) name = name.slice('docker.io/'.length);
   const bare = HOST_NAME.test(name) && name.split('/')[0]!.match(/[.:]|^localhost$/) ? name.slice(name.indexOf('/') + 1) : name;
   if (!NAME.test(bare) || name.length > 255) throw new StoreError(`invalid image name ${JSON.stringify(ref)}: use lowercase letters, digits and . _ - /`);
   if (!TAG.test(tag)) throw new StoreError(`invalid tag in ${JSON.stringify(ref)}`);

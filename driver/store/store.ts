@@ -180,9 +180,9 @@ export class LayerStore {
 
   /**
    * Content-addressed import: unpack `tar` over `parent` into a layer named by its ChainID, or
-   * find that layer already stored. Returns its record.
+   * find that layer already stored. Returns its record; a new layer's id is added to `created`.
    */
-  async importLayer(tar: Readable, parent: string | null): Promise<LayerRecord> {
+  async importLayer(tar: Readable, parent: string | null, created?: string[]): Promise<LayerRecord> {
     const parentRec = parent === null ? null : await this.must(parent);
     if (parentRec !== null && parentRec.chainId === undefined) throw new StoreError(`layer ${parent} has no content yet`);
     const parents = parent === null ? [] : await this.lowerDirs(parent);
@@ -222,6 +222,7 @@ export class LayerStore {
       refs: 0,
     };
     await this.meta.layers.put(id, rec);
+    created?.push(id);
     return rec;
   }
 
