@@ -27,6 +27,7 @@ demo: link
 
 bench: link
 	bash bench/run.sh
+	bash bench/store.sh
 
 clean:
 	rm -rf dist native-deps/sys/build

@@ -2,6 +2,8 @@
  * Byte progress for long commands on stderr: a bar redrawn in place on a terminal, and plain
  * lines (at most one every 5 s, and one at the end) otherwise, so logs stay readable.
  */
+import { Transform, type Readable } from 'node:stream';
+
 function human(bytes: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB'];
   let v = bytes;
@@ -51,4 +53,16 @@ export class Progress {
   finish(): void {
     if (this.drawn || Date.now() - this.started >= 2000) this.draw(true);
   }
+}
+
+/** `input`, counted into `progress` as it flows. */
+export function counted(input: Readable, progress: Progress): Readable {
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      progress.add(chunk.length);
+      done(null, chunk);
+    },
+  });
+  input.on('error', (err) => t.destroy(err));
+  return input.pipe(t);
 }

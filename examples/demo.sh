@@ -5,7 +5,11 @@
 set -euo pipefail
 D=${STRATA_DEMO_DIR:-/tmp/strata-demo}
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-cleanup() { strata umount "$D/mnt" 2>/dev/null || true; umount "$D/kmnt" 2>/dev/null || true; }
+cleanup() {
+  strata umount "$D/mnt" 2>/dev/null || true
+  umount "$D/kmnt" 2>/dev/null || true
+  [ -z "${IMG_MNT:-}" ] || strata --root "$D/store" umount "$IMG_MNT" 2>/dev/null || true
+}
 trap cleanup EXIT
 cleanup
 rm -rf "$D" && mkdir -p "$D"/{base,app,upper,work,mnt,kwork,kmnt}
@@ -50,4 +54,19 @@ mount -t overlay overlay -o "lowerdir=$D/app:$D/base,upperdir=$D/upper,workdir=$
 echo "kernel sees /etc: $(ls "$D/kmnt/etc" | tr '\n' ' ')"
 echo "kernel sees hostname: $(cat "$D/kmnt/etc/hostname")"
 umount "$D/kmnt"
-say "Done. Layers are in $D"
+say "The layer store: the base layer becomes an image (content-addressed, metadata in LevelDB)"
+tar -C "$D/base" -cf "$D/base.tar" .
+strata --root "$D/store" import "$D/base.tar" demo/base:1
+strata --root "$D/store" images
+IMG_MNT=$(strata --root "$D/store" mount demo/base:1 --rw)
+echo "mounted at $IMG_MNT with a writable layer on top"
+chroot "$IMG_MNT" /bin/sh -c 'echo "hello from the image"; echo changed > /etc/motd'
+strata --root "$D/store" layers
+strata --root "$D/store" umount "$IMG_MNT" && IMG_MNT=
+echo "(the writable layer went with the umount; the image is unchanged)"
+
+say "strata save writes a docker-archive that skopeo reads"
+strata --root "$D/store" save demo/base:1 -o "$D/base-image.tar"
+skopeo inspect "docker-archive:$D/base-image.tar" | grep -E '"(Architecture|Os)"|sha256' | head -4
+strata --root "$D/store" check
+say "Done. Layers are in $D, the store in $D/store"

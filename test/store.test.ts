@@ -355,3 +355,56 @@ t.test('a symlink inside a layer is kept as a link, never followed', async (t) =
   const layer = readdirSync(join(root, 'layers'))[0]!;
   t.ok(lstatSync(join(root, 'layers', layer, 'diff', 'etc')).isSymbolicLink(), 'a symlink in the layer');
 });
+
+t.test('what follows the end of the archive is kept for the digest but never unpacked', async (t) => {
+  const { base, root } = newStore(t);
+  const first = await tarBytes([{ name: 'bin/', type: 'directory' }]);
+  const appended = Buffer.concat([first, await tarBytes([{ name: 'etc/', type: 'directory' }, { name: 'etc/ld.so.preload', body: '/evil.so' }])]);
+  const store = await LayerStore.open(root);
+  try {
+    const rec = await store.importLayer(Readable.from([appended]), null);
+    t.equal(rec.diffId, sha(appended), 'the DiffID covers every byte');
+    t.notOk(existsSync(join(store.diffDir(rec.id), 'etc')), 'entries after the end blocks are not unpacked');
+    t.ok((await collect(await store.diff(rec.id))).equals(appended), 'and the tar comes back whole');
+    const lone = Buffer.concat([first.subarray(0, first.length - 1024), Buffer.alloc(512), (await tarBytes([{ name: 'x', body: 'x' }])).subarray(0, 1024)]);
+    await t.rejects(store.importLayer(Readable.from([lone]), null), /lone zero block/, 'a lone zero block before more entries is refused');
+  } finally {
+    await store.close();
+  }
+});
+
+t.test('tars that cannot be stored faithfully are refused', async (t) => {
+  const { base, root } = newStore(t);
+  const store = await LayerStore.open(root);
+  try {
+    const replaced = await tarBytes([{ name: 'b', body: 'same' }, { name: 'a', body: 'data' }, { name: 'a', type: 'link', linkname: 'b' }]);
+    await t.rejects(store.importLayer(Readable.from([replaced]), null), /replaces a, written earlier/, 'a file with data replaced later in the same tar');
+    must(`cd ${base} && truncate -s 10M sparse && printf x >> sparse && tar --format=posix --sparse -cf sparse.tar sparse`);
+    await t.rejects(store.importLayer(Readable.from([readFileSync(`${base}/sparse.tar`)]), null), /sparse/, 'sparse files');
+    const dirThenLink = await tarBytes([{ name: 'a/', type: 'directory' }, { name: 'a/b/', type: 'directory' }, { name: 'a', type: 'symlink', linkname: 'x' }]);
+    const rec = await store.importLayer(Readable.from([dirThenLink]), null);
+    t.ok(lstatSync(join(store.diffDir(rec.id), 'a')).isSymbolicLink(), 'a directory replaced by a symlink in the same tar');
+    t.same(readdirSync(join(root, 'tmp')), [], 'no staging left');
+  } finally {
+    await store.close();
+  }
+});
+
+t.test('prune keeps what a live mount reads and removes writable layers nothing owns', async (t) => {
+  const { base, root, s } = newStore(t);
+  await writeTar(`${base}/l.tar`, [{ name: 'f', body: 'data' }]);
+  ok(t, s('import', `${base}/l.tar`, 'img'), 'import');
+  const mnt = ok(t, s('mount', 'img'), 'mount').trim();
+  t.teardown(() => unmountStrata(mnt));
+  ok(t, s('rmi', '-f', 'img'), 'rmi -f of a mounted image');
+  ok(t, s('prune'), 'prune');
+  t.equal(readFileSync(join(mnt, 'f'), 'utf8'), 'data', 'the mount still reads its layer');
+  ok(t, s('umount', mnt), 'umount');
+  t.match(ok(t, s('prune'), 'prune after umount'), /1 layer\(s\) freed/, 'then it goes');
+  const store = await LayerStore.open(root);
+  await store.createReadWrite('rw-orphan', null);
+  await store.close();
+  t.match(s('check').stdout, /writable layer no mount owns/, 'check reports an unowned writable layer');
+  ok(t, s('prune'), 'prune');
+  ok(t, s('check'), 'and prune removes it');
+});

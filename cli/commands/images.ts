@@ -70,9 +70,12 @@ function input(file: string): Readable {
 
 export async function importImage(a: { root?: string | undefined; file: string; ref?: string | undefined; message?: string | undefined }): Promise<void> {
   const tag = a.ref === undefined ? null : parseTagOrFail(a.ref);
-  const src = input(a.file);
+  const { Progress, counted } = await import('../progress.js');
+  const progress = new Progress('importing', a.file === '-' ? null : statSync(a.file, { throwIfNoEntry: false })?.size ?? null);
+  const src = counted(input(a.file), progress);
   await withStore(a.root, async (images, store) => {
     const layer = await store.importLayer(src, null);
+    progress.finish();
     const config = importConfig(layer.diffId!, a.message ?? `Imported from ${a.file}`);
     const img = await images.add(config, tag === null ? [] : [tag]);
     process.stdout.write(img.id + '\n');
@@ -194,7 +197,11 @@ export async function exportImage(a: { root?: string | undefined; image: string;
     const img = await images.resolve(a.image);
     const top = img.layers[img.layers.length - 1];
     const layers = top === undefined ? [store.emptyDir()] : await store.lowerDirs(top);
-    const tar = exportMerged(layers);
+    const { Progress, counted } = await import('../progress.js');
+    let size = 0;
+    for (const lid of img.layers) size += (await store.layer(lid))?.size ?? 0;
+    const progress = new Progress('exporting', size > 0 ? size : null);
+    const tar = counted(exportMerged(layers), progress);
     if (a.output === undefined || a.output === '-') {
       if (process.stdout.isTTY) throw new UserError('refusing to write a tar to a terminal; give -o FILE or redirect');
       await pipeline(tar, process.stdout);
@@ -209,6 +216,7 @@ export async function exportImage(a: { root?: string | undefined; image: string;
       rmSync(tmp, { force: true });
       throw err;
     }
+    progress.finish();
   });
 }
 

@@ -182,9 +182,10 @@ export async function mountImage(a: MountImageArgs): Promise<void> {
       debug: a.debug,
       precreated: rwLayer !== null,
     });
-    if (rwLayer !== null) await store.createReadWrite(rwLayer, top);
     // Recorded before the driver starts: a crash in between leaves a record check reports.
-    await store.addMount({ mountpoint, image: img.id, rwLayer, refs: 1, layer: null });
+    const record = { mountpoint, image: img.id, rwLayer, refs: 1, layer: top };
+    if (rwLayer !== null) await store.createReadWrite(rwLayer, top, record);
+    else await store.addMount(record);
     try {
       await startDriver({ ...config, storeRoot: store.root });
     } catch (err) {

@@ -23,7 +23,7 @@ import type { Node } from '../fs/node.js';
 import { decompressed } from './compression.js';
 import type { Digest } from './digest.js';
 import { installBinarySafePax, XATTR_PAX_PREFIX } from './pax.js';
-import { encodeSplit, TarSplitter } from './tar-split.js';
+import { encodeSplit, TarLayoutError, TarSplitter } from './tar-split.js';
 
 export class LayerFormatError extends Error {}
 
@@ -105,6 +105,10 @@ class Unpacker {
   readonly kinds = new Map<string, Kind>([['', 'dir']]);
   /** Entry index -> path, for payload-carrying entries (the tar-split names them). */
   readonly payloadPaths = new Map<number, string>();
+  /** The same paths: their data is read back from the layer to rebuild the tar, so must stay. */
+  private readonly payloadSet = new Set<string>();
+  /** Entry index and size of every entry with data, to check the splitter saw the same. */
+  readonly payloads: Array<{ entry: number; size: number }> = [];
   private readonly dirTimes = new Map<string, DirTimes>();
   private readonly lowerView: Union | null;
   private readonly st = newStat();
@@ -176,14 +180,22 @@ class Unpacker {
     return r;
   }
 
-  /** Remove what this layer already has at rel (a later entry replaces an earlier one). */
-  private clear(rel: string, keepDir: boolean): void {
+  /**
+   * Remove what this layer already has at rel (a later entry replaces an earlier one). A file
+   * whose data the tar-split points at cannot go: the layer's tar could not be rebuilt.
+   */
+  private clear(rel: string, keepDir: boolean, shown: string): void {
     const kind = this.kinds.get(rel);
     if (kind === undefined) return;
+    if (kind === 'dir' && keepDir) return;
+    const under = (k: string) => k === rel || k.startsWith(rel + '/');
+    for (const p of this.payloadSet) {
+      if (under(p)) throw new LayerFormatError(`${shown}: replaces ${p}, written earlier in the same tar; such a tar cannot be stored reproducibly`);
+    }
+    for (const k of [...this.dirTimes.keys()]) if (under(k)) this.dirTimes.delete(k);
     if (kind === 'dir') {
-      if (keepDir) return;
       removeTree(this.fd, rel);
-      for (const k of [...this.kinds.keys()]) if (k === rel || k.startsWith(rel + '/')) this.kinds.delete(k);
+      for (const k of [...this.kinds.keys()]) if (under(k)) this.kinds.delete(k);
       return;
     }
     this.check(sys.unlinkAt(this.fd, rel, 0), `replace ${rel}`);
@@ -195,11 +207,18 @@ class Unpacker {
     const shown = header.name;
     const base = baseOf(rel);
     if (rel !== '' && base.startsWith(WH_PREFIX)) {
+      if ((header.size ?? 0) > 0) throw new LayerFormatError(`${shown}: a whiteout carrying data`);
       await drain(body);
       this.whiteout(rel, shown);
       return;
     }
-    const type = header.type ?? 'file';
+    if (header.type === null || header.type === undefined) {
+      throw new LayerFormatError(`${shown}: unsupported entry type (typeflag ${JSON.stringify((header as { typeflag?: unknown }).typeflag ?? '?')})`);
+    }
+    if (Object.keys(paxOf(header) ?? {}).some((k) => k.startsWith('GNU.sparse.'))) {
+      throw new LayerFormatError(`${shown}: sparse files in layer tars are not supported`);
+    }
+    const type = header.type;
     const hasPayload = (header.size ?? 0) > 0 && type !== 'directory';
     if (hasPayload && type !== 'file' && type !== 'contiguous-file') {
       throw new LayerFormatError(`${shown}: a ${type} entry carrying data is not supported`);
@@ -214,7 +233,7 @@ class Unpacker {
     this.parentDir(rel, shown);
     switch (type) {
       case 'directory': {
-        this.clear(rel, true);
+        this.clear(rel, true, shown);
         if (this.kinds.get(rel) !== 'dir') {
           this.check(sys.mkdirAt(this.fd, rel, 0o700), `mkdir ${shown}`);
           this.kinds.set(rel, 'dir');
@@ -225,12 +244,11 @@ class Unpacker {
       }
       case 'file':
       case 'contiguous-file': {
-        this.clear(rel, false);
+        this.clear(rel, false, shown);
         if (hasPayload) {
-          if ([...this.payloadPaths.values()].includes(rel)) {
-            throw new LayerFormatError(`${shown}: written twice with data; such a tar cannot be stored reproducibly`);
-          }
           this.payloadPaths.set(index, rel);
+          this.payloadSet.add(rel);
+          this.payloads.push({ entry: index, size: header.size });
         }
         await this.file(rel, header, body);
         this.kinds.set(rel, 'file');
@@ -242,14 +260,14 @@ class Unpacker {
         if (tkind === undefined || tkind === 'dir' || tkind === 'whiteout') {
           throw new LayerFormatError(`${shown}: hard link to ${JSON.stringify(header.linkname)}, which is not a file of this layer`);
         }
-        this.clear(rel, false);
+        this.clear(rel, false, shown);
         await drain(body);
         this.check(sys.linkAt(this.fd, target, this.fd, rel), `link ${shown}`);
         this.kinds.set(rel, tkind);
         return;
       }
       case 'symlink': {
-        this.clear(rel, false);
+        this.clear(rel, false, shown);
         await drain(body);
         this.check(sys.symlinkAt(header.linkname ?? '', this.fd, rel), `symlink ${shown}`);
         this.kinds.set(rel, 'symlink');
@@ -259,7 +277,7 @@ class Unpacker {
       case 'character-device':
       case 'block-device':
       case 'fifo': {
-        this.clear(rel, false);
+        this.clear(rel, false, shown);
         await drain(body);
         const fmt = type === 'fifo' ? S_IFIFO : type === 'block-device' ? S_IFBLK : S_IFCHR;
         const dev = type === 'fifo' ? 0 : makedev(header.devmajor ?? 0, header.devminor ?? 0);
@@ -286,7 +304,7 @@ class Unpacker {
       throw new LayerFormatError(`${shown}: not a valid whiteout`);
     }
     const target = join(dir, name);
-    this.clear(target, false);
+    this.clear(target, false, shown);
     this.check(makeWhiteout(this.fd, target), `whiteout ${shown}`);
     this.kinds.set(target, 'whiteout');
   }
@@ -404,6 +422,10 @@ export async function applyLayer(input: Readable, target: string, lowers: string
     if (entries === 0 && splitter.bytes < 1024) throw new LayerFormatError('truncated tar archive');
     unpacker.finish();
     const { diffId, bytes, segments } = splitter.finish();
+    // The splitter finds block boundaries on its own; it must have seen the entries tar-stream did.
+    const seen = segments.flatMap((seg) => ('entry' in seg ? [`${seg.entry}:${seg.size}`] : []));
+    const want = unpacker.payloads.map((p) => `${p.entry}:${p.size}`);
+    if (seen.join() !== want.join()) throw new LayerFormatError('the tar layout is not understood (its entries are ambiguous); not stored');
     const split = encodeSplit(segments, (entry) => {
       const p = unpacker.payloadPaths.get(entry);
       if (p === undefined) throw new LayerFormatError('the tar layout is not understood (payload without a file entry)');
@@ -418,6 +440,7 @@ export async function applyLayer(input: Readable, target: string, lowers: string
 
 function describe(err: unknown, compression: string): Error {
   if (err instanceof LayerFormatError) return err;
+  if (err instanceof TarLayoutError) return new LayerFormatError(`not a valid tar archive (${err.message})`);
   const e = err as NodeJS.ErrnoException;
   if (typeof e?.code === 'string' && e.code.startsWith('Z_')) return new LayerFormatError(`corrupt ${compression} data (${e.message})`);
   const msg = e?.message ?? String(err);

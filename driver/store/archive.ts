@@ -53,11 +53,14 @@ async function layerEntry(pack: Pack, store: LayerStore, layerId: string, name: 
   if (rec?.tarBytes === undefined) throw new StoreError(`layer ${layerId} has no stored tar`);
   const size = rec.tarBytes;
   const src = await store.diff(layerId);
+  // Checked while it streams: an archive never carries a layer that is not its DiffID.
+  const hash = createHash('sha256');
   await new Promise<void>((resolve, reject) => {
     const sink = pack.entry({ name, size, mode: 0o100644, mtime, type: 'file' }, (err) => (err ? reject(err) : resolve()));
     let seen = 0;
     src.on('data', (c: Buffer) => {
       seen += c.length;
+      hash.update(c);
       onBytes(c.length);
       if (!sink.write(c)) src.pause();
     });
@@ -65,6 +68,7 @@ async function layerEntry(pack: Pack, store: LayerStore, layerId: string, name: 
     src.on('error', reject);
     src.on('end', () => {
       if (seen !== size) reject(new StoreError(`layer ${layerId}: its tar is ${seen} bytes, ${size} recorded`));
+      else if (`sha256:${hash.digest('hex')}` !== rec.diffId) reject(new StoreError(`layer ${layerId} does not give back its DiffID ${rec.diffId}; run strata check`));
       // streamx's end() takes an optional last chunk; its types make it required.
       else (sink as unknown as { end(): void }).end();
     });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { chainIds, isDigest, sha256, type Digest } from './digest.js';
-import type { ImageRecord, LayerRecord } from './metadata.js';
+import type { ImageRecord, LayerRecord, Op } from './metadata.js';
 import { LayerStore, StoreError } from './store.js';
 import { replay } from './diff.js';
 import { decodeSplit } from './tar-split.js';
@@ -105,7 +105,7 @@ export class Images {
     const layers = await this.layersFor(diffIds);
     const id = sha256(configText);
     const existing = await this.meta.images.get(id);
-    const ops: Array<{ type: 'put'; sublevel: unknown; key: string; value: unknown }> = [];
+    const ops: Op[] = [];
     const record: ImageRecord = existing ?? { id, config: configText, layers, created: config.created ?? new Date().toISOString() };
     if (existing === undefined) {
       ops.push({ type: 'put', sublevel: this.meta.images, key: id, value: record });
@@ -121,14 +121,13 @@ export class Images {
     return record;
   }
 
-  // level's batch typing wants each sublevel's own types; the ops are built from the same objects.
-  private async batch(ops: Array<{ type: 'put' | 'del'; sublevel: unknown; key: string; value?: unknown }>): Promise<void> {
-    await (this.meta.db.batch as (ops: unknown[]) => Promise<void>).call(this.meta.db, ops);
+  private async batch(ops: Op[]): Promise<void> {
+    await this.meta.write(ops);
   }
 
   async tag(ref: string, target: string): Promise<void> {
     const img = await this.resolve(ref);
-    await this.meta.tags.put(parseTag(target), img.id);
+    await this.batch([{ type: 'put', sublevel: this.meta.tags, key: parseTag(target), value: img.id }]);
   }
 
   /**
@@ -141,7 +140,7 @@ export class Images {
     const byTag = await this.tagged(ref);
     const untag = byTag !== undefined ? [parseTag(ref)] : tags;
     const left = tags.filter((t) => !untag.includes(t));
-    const ops: Array<{ type: 'put' | 'del'; sublevel: unknown; key: string; value?: unknown }> = untag.map((t) => ({ type: 'del', sublevel: this.meta.tags, key: t }));
+    const ops: Op[] = untag.map((t) => ({ type: 'del', sublevel: this.meta.tags, key: t }));
     let deleted: Digest | null = null;
     if (left.length === 0) {
       const users = (await this.meta.allMounts()).filter((m) => m.image === img.id);
@@ -164,10 +163,10 @@ export class Images {
     for (const m of stale) await this.store.dropMount(m.mountpoint);
     for (;;) {
       const layers = await this.meta.allLayers();
-      const mounts = await this.meta.allMounts();
       const parents = new Set(layers.map((l) => l.parent).filter((p): p is string => p !== null));
-      const used = new Set(mounts.flatMap((m) => [m.layer, m.rwLayer]).filter((x): x is string => x !== null));
-      const victims = layers.filter((l) => !l.rw && l.refs === 0 && !parents.has(l.id) && !used.has(l.id));
+      const used = await this.mountedLayers();
+      // Writable layers no mount owns are a crashed command's: they go too.
+      const victims = layers.filter((l) => !parents.has(l.id) && !used.has(l.id) && (l.rw || l.refs === 0));
       if (victims.length === 0) break;
       for (const v of victims) {
         await this.store.remove(v.id);
@@ -178,6 +177,21 @@ export class Images {
     const orphans = this.store.orphanDirs(known);
     for (const o of orphans) rmSync(join(this.store.root, 'layers', o), { recursive: true, force: true });
     return { layers: freed, orphans, mounts: stale.map((m) => m.mountpoint) };
+  }
+
+  /** Every layer a live mount reads or writes: the chains below each mounted layer. */
+  private async mountedLayers(): Promise<Set<string>> {
+    const used = new Set<string>();
+    for (const m of await this.meta.allMounts()) {
+      for (const top of [m.layer, m.rwLayer]) {
+        if (top === null) continue;
+        for (let id: string | null = top; id !== null && !used.has(id); ) {
+          used.add(id);
+          id = (await this.store.layer(id))?.parent ?? null;
+        }
+      }
+    }
+    return used;
   }
 
   /** Everything `check` finds wrong; empty when the store is consistent. */
@@ -206,7 +220,9 @@ export class Images {
     for (const [tag, id] of await this.meta.allTags()) {
       if (!images.some((i) => i.id === id)) problems.push(`tag ${tag}: image ${id} is missing`);
     }
+    const owned = new Set((await this.meta.allMounts()).map((m) => m.rwLayer));
     for (const l of layers.values()) {
+      if (l.rw && !owned.has(l.id)) problems.push(`layer ${l.id}: a writable layer no mount owns (a crashed command's; prune removes it)`);
       if ((refs.get(l.id) ?? 0) !== l.refs) problems.push(`layer ${l.id}: refcount ${l.refs}, but ${refs.get(l.id) ?? 0} image(s) use it`);
       if (l.parent !== null && !layers.has(l.parent)) problems.push(`layer ${l.id}: parent ${l.parent} is missing`);
       const dir = this.store.diffDir(l.id);

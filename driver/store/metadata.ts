@@ -6,6 +6,20 @@
 import { Level } from 'level';
 import type { Digest } from './digest.js';
 
+/**
+ * Every write is synced: a command's later steps (removing a directory, printing an id) rely on
+ * the record being on disk first, and there are only a few writes per command.
+ */
+const SYNC = { sync: true } as const;
+
+/** One change of a batch: a put (with value) or a del, in one of the sublevels. */
+export interface Op {
+  type: 'put' | 'del';
+  sublevel: unknown;
+  key: string;
+  value?: unknown;
+}
+
 export interface LayerRecord {
   id: string;
   /** The layer below, or null for a base layer. */
@@ -79,6 +93,11 @@ export class Metadata {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
+  }
+
+  /** Apply `ops` atomically and durably (classic-level's sync option; its sublevel types omit it). */
+  async write(ops: Op[]): Promise<void> {
+    await (this.db.batch as (ops: Op[], o: typeof SYNC) => Promise<void>).call(this.db, ops, SYNC);
   }
 
   async close(): Promise<void> {

@@ -24,7 +24,7 @@ import { sys } from '../native/sys.js';
 import { applyLayer, type ApplyResult } from './apply.js';
 import { chainId, hexOf } from './digest.js';
 import { diffUpper, replay } from './diff.js';
-import { Metadata, type LayerRecord, type MountRecord } from './metadata.js';
+import { Metadata, type LayerRecord, type MountRecord, type Op } from './metadata.js';
 import { decodeSplit } from './tar-split.js';
 
 export class StoreError extends Error {}
@@ -106,17 +106,22 @@ export class LayerStore {
   async create(id: string, parent: string | null): Promise<void> {
     await this.checkNew(id, parent);
     await this.commitDir(id, (dir) => mkdirSync(join(dir, 'diff'), { mode: 0o755 }));
-    await this.meta.layers.put(id, { id, parent, rw: false, created: new Date().toISOString(), refs: 0 });
+    await this.meta.write([{ type: 'put', sublevel: this.meta.layers, key: id, value: { id, parent, rw: false, created: new Date().toISOString(), refs: 0 } }]);
   }
 
-  /** A writable layer over `parent`: a container's or a build step's upper. */
-  async createReadWrite(id: string, parent: string | null): Promise<void> {
+  /**
+   * A writable layer over `parent`: a container's or a build step's upper. With `mount`, the
+   * mount that owns it is recorded in the same batch, so the layer is never without its owner.
+   */
+  async createReadWrite(id: string, parent: string | null, mount?: MountRecord): Promise<void> {
     await this.checkNew(id, parent);
     await this.commitDir(id, (dir) => {
       mkdirSync(join(dir, 'diff'), { mode: 0o755 });
       mkdirSync(join(dir, 'work'), { mode: 0o700 });
     });
-    await this.meta.layers.put(id, { id, parent, rw: true, created: new Date().toISOString(), refs: 0 });
+    const ops: Op[] = [{ type: 'put', sublevel: this.meta.layers, key: id, value: { id, parent, rw: true, created: new Date().toISOString(), refs: 0 } }];
+    if (mount !== undefined) ops.push({ type: 'put', sublevel: this.meta.mounts, key: mount.mountpoint, value: mount });
+    await this.meta.write(ops);
   }
 
   /** Build a layer directory in tmp/, flush it, and move it into layers/<id>. */
@@ -157,24 +162,25 @@ export class LayerStore {
       result = await applyLayer(tar, join(staging, 'diff'), parents);
       writeFileSync(join(staging, 'tar-split'), gzipSync(result.split));
       flush(staging);
-      // The empty diff made by create() steps aside for the unpacked one.
-      const old = join(this.root, 'tmp', randomBytes(8).toString('hex'));
-      renameSync(this.layerDir(id), old);
-      renameSync(staging, this.layerDir(id));
-      flush(join(this.root, 'layers'));
-      rmSync(old, { recursive: true, force: true });
+      // The unpacked diff trades places with the empty one in one step (layers/<id> always has a
+      // diff), then the split joins it; the record, written last, says the content is there.
+      const swap = sys.renameAt2(sys.AT_FDCWD, join(staging, 'diff'), sys.AT_FDCWD, this.diffDir(id), sys.RENAME_EXCHANGE);
+      if (swap < 0) throw new StoreError(`cannot move the layer into place (errno ${-swap})`);
+      renameSync(join(staging, 'tar-split'), join(this.layerDir(id), 'tar-split'));
+      flush(this.layerDir(id));
+      rmSync(staging, { recursive: true, force: true });
     } catch (err) {
       rmSync(staging, { recursive: true, force: true });
       throw err;
     }
     const chain = parentChain === null && l.parent !== null ? null : chainId(parentChain, result.diffId);
-    await this.meta.layers.put(id, {
+    await this.meta.write([{ type: 'put', sublevel: this.meta.layers, key: id, value: {
       ...l,
       diffId: result.diffId,
       ...(chain !== null ? { chainId: chain } : {}),
       size: result.size,
       tarBytes: result.tarBytes,
-    });
+    } }]);
     return result.size;
   }
 
@@ -221,7 +227,7 @@ export class LayerStore {
       tarBytes: result.tarBytes,
       refs: 0,
     };
-    await this.meta.layers.put(id, rec);
+    await this.meta.write([{ type: 'put', sublevel: this.meta.layers, key: id, value: rec }]);
     created?.push(id);
     return rec;
   }
@@ -248,23 +254,34 @@ export class LayerStore {
     for (const m of await this.meta.allMounts()) {
       if (m.layer === id || m.rwLayer === id) throw new StoreError(`layer ${id} is mounted at ${m.mountpoint}`);
     }
-    // Record first, then the directory: a crash in between leaves an orphan prune reclaims.
-    await this.meta.layers.del(id);
+    await this.forget([{ type: 'del', sublevel: this.meta.layers, key: id }], id);
+  }
+
+  /**
+   * Records first (durably), then the directory: a crash in between leaves an orphan directory
+   * that check reports and prune reclaims, never a record without its directory.
+   */
+  private async forget(ops: Op[], layerId: string | null): Promise<void> {
+    await this.meta.write(ops);
+    if (layerId === null || !existsSync(this.layerDir(layerId))) return;
     const doomed = join(this.root, 'tmp', randomBytes(8).toString('hex'));
-    renameSync(this.layerDir(id), doomed);
+    renameSync(this.layerDir(layerId), doomed);
     rmSync(doomed, { recursive: true, force: true });
   }
 
   async addMount(rec: MountRecord): Promise<void> {
-    await this.meta.mounts.put(rec.mountpoint, rec);
+    await this.meta.write([{ type: 'put', sublevel: this.meta.mounts, key: rec.mountpoint, value: rec }]);
   }
 
   /** Forget a mount, and drop the writable layer made for it. */
   async dropMount(mountpoint: string): Promise<MountRecord | undefined> {
     const rec = await this.meta.mounts.get(mountpoint);
     if (rec === undefined) return undefined;
-    await this.meta.mounts.del(mountpoint);
-    if (rec.rwLayer !== null && (await this.exists(rec.rwLayer))) await this.remove(rec.rwLayer);
+    const ops: Op[] = [{ type: 'del', sublevel: this.meta.mounts, key: mountpoint }];
+    const rw = rec.rwLayer !== null && (await this.exists(rec.rwLayer)) ? rec.rwLayer : null;
+    if (rw !== null) ops.push({ type: 'del', sublevel: this.meta.layers, key: rw });
+    // The mount and its writable layer go in one batch.
+    await this.forget(ops, rw);
     // A mountpoint the store made for the mount goes with it.
     if (dirname(mountpoint) === join(this.root, 'mnt')) {
       try {

@@ -15,10 +15,13 @@ import type { Digest } from './digest.js';
 
 export type Segment = { raw: Buffer } | { entry: number; size: number };
 
+/** A tar whose block structure is refused (the message says why). */
+export class TarLayoutError extends Error {}
+
 const BLOCK = 512;
 
-/** Data follows a header unless it is a directory (tar-stream ignores a directory's size too). */
-const LONG_HEADER_TYPES = new Set(['x', 'g', 'L', 'K']);
+/** Headers whose data is more header (PAX records, GNU long names), as tar-stream reads them. */
+const LONG_HEADER_TYPES = new Set(['x', 'g', 'L', 'K', 'N']);
 
 function parseSize(block: Buffer): number {
   if (block[124]! & 0x80) {
@@ -39,13 +42,13 @@ function paxSize(data: Buffer): number | null {
     const len = parseInt(data.toString('latin1', off, sp), 10);
     if (!(len > 0)) break;
     const rec = data.toString('latin1', sp + 1, off + len - 1);
-    if (rec.startsWith('size=')) found = parseInt(rec.slice(5), 10);
+    if (rec.startsWith('size=') && /^\d+$/.test(rec.slice(5))) found = parseInt(rec.slice(5), 10);
     off += len;
   }
   return found;
 }
 
-type State = 'header' | 'long' | 'data' | 'pad' | 'trailer';
+type State = 'header' | 'long' | 'data' | 'pad' | 'zero' | 'trailer';
 
 /**
  * A pass-through that digests the stream (the DiffID), counts it, and records its segments.
@@ -68,20 +71,24 @@ export class TarSplitter extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.hash.update(chunk);
     this.bytes += chunk.length;
+    let passed: number;
     try {
-      this.consume(chunk);
+      passed = this.consume(chunk);
     } catch (err) {
       return done(err as Error);
     }
-    done(null, chunk);
+    // Only the archive proper goes on to the extractor: what follows the end-of-archive blocks is
+    // part of the digest and of the split, never unpacked (GNU tar, Go and Docker stop there too).
+    done(null, passed === chunk.length ? chunk : chunk.subarray(0, passed));
   }
 
-  private consume(chunk: Buffer): void {
+  /** Account for `chunk`; answers how many of its bytes belong to the archive proper. */
+  private consume(chunk: Buffer): number {
     let off = 0;
     while (off < chunk.length) {
       if (this.state === 'trailer') {
         this.raw.push(chunk.subarray(off));
-        return;
+        return off;
       }
       if (this.state === 'data') {
         const n = Math.min(this.remaining, chunk.length - off);
@@ -119,13 +126,21 @@ export class TarSplitter extends Transform {
       off += n;
       if (this.pending.length === BLOCK) this.header(this.pending);
     }
+    return chunk.length;
   }
 
   private header(block: Buffer): void {
     this.pending = Buffer.alloc(0);
     this.raw.push(block);
-    if (block.every((b) => b === 0)) {
+    const zero = block.every((b) => b === 0);
+    if (this.state === 'zero') {
+      // After one zero block only a second one may come: the end of the archive.
+      if (!zero) throw new TarLayoutError('a lone zero block in the middle of the archive');
       this.state = 'trailer';
+      return;
+    }
+    if (zero) {
+      this.state = 'zero';
       return;
     }
     const type = String.fromCharCode(block[156]!);
