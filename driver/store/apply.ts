@@ -34,7 +34,7 @@ export interface ApplyResult {
   /** Bytes of file content unpacked. */
   size: number;
   /** The tar minus file contents (see tar-split.ts), encoded for storage. */
-  split: string;
+  split: Buffer;
 }
 
 type Kind = 'dir' | 'file' | 'symlink' | 'other' | 'whiteout';
@@ -110,6 +110,8 @@ class Unpacker {
   /** Entry index and size of every entry with data, to check the splitter saw the same. */
   readonly payloads: Array<{ entry: number; size: number }> = [];
   private readonly dirTimes = new Map<string, DirTimes>();
+  /** Directories of this layer with the setgid bit: what is made in them takes their group. */
+  private readonly setgidDirs = new Set<string>();
   private readonly lowerView: Union | null;
   private readonly st = newStat();
   size = 0;
@@ -172,6 +174,7 @@ class Unpacker {
     this.check(sys.mkdirAt(this.fd, rel, 0o700), `mkdir ${rel}`);
     this.check(sys.chownAt(this.fd, rel, uid, gid), `chown ${rel}`);
     this.check(sys.chmodAt(this.fd, rel, mode), `chmod ${rel}`);
+    if (mode & 0o2000) this.setgidDirs.add(rel);
     this.kinds.set(rel, 'dir');
   }
 
@@ -310,8 +313,10 @@ class Unpacker {
   }
 
   private async file(rel: string, header: Header, body: Body): Promise<void> {
+    // Created with its final permission bits (applyLayer clears the umask), so only owners other
+    // than root's and setuid/setgid/sticky bits need more syscalls.
     const fd = this.check(
-      sys.openAt(this.fd, rel, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | sys.O_NOFOLLOW, 0o600),
+      sys.openAt(this.fd, rel, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | sys.O_NOFOLLOW, (header.mode ?? 0o644) & 0o777),
       `create ${rel}`,
     );
     try {
@@ -336,14 +341,22 @@ class Unpacker {
     this.xattrs(header, (name, value) => sys.setxattrAt(this.fd, path, name, value, 0), rel);
     const mtime = timeOf(paxOf(header), 'mtime', header.mtime);
     const atime = paxOf(header)?.['atime'] !== undefined ? timeOf(paxOf(header), 'atime', header.mtime) : mtime;
-    if (isDir) this.dirTimes.set(rel, { rel: path, atime, mtime });
+    if (isDir) {
+      this.dirTimes.set(rel, { rel: path, atime, mtime });
+      if ((header.mode ?? 0) & 0o2000) this.setgidDirs.add(rel);
+      else this.setgidDirs.delete(rel);
+    }
     else this.check(sys.utimensAt(this.fd, path, atime[0], atime[1], mtime[0], mtime[1]), `set times of ${rel}`);
   }
 
   private metaFd(fd: number, rel: string, header: Header): void {
-    this.check(sys.fchown(fd, header.uid ?? 0, header.gid ?? 0), `chown ${rel}`);
+    const uid = header.uid ?? 0;
+    const gid = header.gid ?? 0;
+    // A setgid parent gave the file its group: then the owner has to be set even for root's.
+    if (uid !== 0 || gid !== 0 || this.setgidDirs.has(parentOf(rel))) this.check(sys.fchown(fd, uid, gid), `chown ${rel}`);
     // After chown, which clears setuid and setgid.
-    this.check(sys.fchmod(fd, (header.mode ?? 0o644) & 0o7777), `chmod ${rel}`);
+    const mode = (header.mode ?? 0o644) & 0o7777;
+    if (mode & 0o7000) this.check(sys.fchmod(fd, mode), `chmod ${rel}`);
     this.xattrs(header, (name, value) => sys.fsetxattr(fd, name, value, 0), rel);
     const mtime = timeOf(paxOf(header), 'mtime', header.mtime);
     const atime = paxOf(header)?.['atime'] !== undefined ? timeOf(paxOf(header), 'atime', header.mtime) : mtime;
@@ -393,6 +406,16 @@ function removeTree(dirfd: number, rel: string): void {
  */
 export async function applyLayer(input: Readable, target: string, lowers: string[]): Promise<ApplyResult> {
   installBinarySafePax();
+  // Files are created with the tar's permission bits as they are (see Unpacker.file).
+  const umask = process.umask(0);
+  try {
+    return await unpack(input, target, lowers);
+  } finally {
+    process.umask(umask);
+  }
+}
+
+async function unpack(input: Readable, target: string, lowers: string[]): Promise<ApplyResult> {
   const fd = sys.openAt(sys.AT_FDCWD, target, fsc.O_RDONLY | sys.O_DIRECTORY | sys.O_NOFOLLOW, 0);
   if (fd < 0) throw new Error(`cannot open ${target}: ${errnoName(-fd)}`);
   const stack = lowers.length > 0 ? openLayerStack({ lowers }) : null;

@@ -9,7 +9,7 @@
  * A directory strata renamed (a redirect to its lower content) is written as an opaque directory
  * with its whole merged content, since a tar cannot say "renamed".
  */
-import { constants as fsc, createReadStream } from 'node:fs';
+import { constants as fsc, readSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pack as tarPack, type Header, type Pack } from 'tar-stream';
 
@@ -53,14 +53,38 @@ async function* replayChunks(segments: StoredSegment[], layerDir: string): Async
         sys.close(fd);
         continue;
       }
-      for await (const chunk of createReadStream('', { fd, start: 0, end: seg.size - 1, autoClose: true })) {
-        yield chunk as Buffer;
-      }
+      yield* fileChunks(fd, seg.size);
     }
   } finally {
     sys.close(root);
   }
 }
+
+/**
+ * The `size` bytes of an open file, which is closed after. Read synchronously in 1 MiB steps:
+ * this runs in CLI processes (never in a FUSE server), and most layer files are small, where a
+ * threadpool round trip per file costs more than the read.
+ */
+async function* fileChunks(fd: number, size: number): AsyncGenerator<Buffer> {
+  try {
+    for (let pos = 0; pos < size; ) {
+      const n = Math.min(READ_STEP, size - pos);
+      const buf = Buffer.allocUnsafe(n);
+      let got = 0;
+      while (got < n) {
+        const r = readSync(fd, buf, got, n - got, pos + got);
+        if (r === 0) throw new Error('the file shrank while being read');
+        got += r;
+      }
+      pos += n;
+      yield buf;
+    }
+  } finally {
+    sys.close(fd);
+  }
+}
+
+const READ_STEP = 1 << 20;
 
 const BIG_ID = 0o777777;
 
@@ -109,11 +133,19 @@ class DiffWriter {
     }
     const fd = sys.openAt(data.fd, data.path, fsc.O_RDONLY | sys.O_NOFOLLOW, 0);
     if (fd < 0) throw new Error(`cannot read ${h.name} (errno ${-fd})`);
+    const size = h.size ?? 0;
+    if (size <= READ_STEP) {
+      // Small files whole, as one buffer: the common case, without a stream per file.
+      let body: Buffer = Buffer.alloc(0);
+      for await (const c of fileChunks(fd, size)) body = c;
+      await this.entry(h, body);
+      return;
+    }
     await new Promise<void>((resolve, reject) => {
       const sink = this.pack.entry(h, (err) => (err ? reject(err) : resolve()));
-      const src = createReadStream('', { fd, start: 0, end: (h.size ?? 0) - 1, autoClose: true });
+      const src = Readable.from(fileChunks(fd, size));
       src.on('error', reject);
-      src.pipe(sink);
+      src.pipe(sink as unknown as NodeJS.WritableStream);
     });
   }
 

@@ -244,7 +244,7 @@ export class Images {
   private async verifyLayer(l: LayerRecord): Promise<string | null> {
     try {
       const splitPath = join(this.store.layerDir(l.id), 'tar-split');
-      const split = decodeSplit(gunzipSync(readFileSync(splitPath)).toString('utf8'));
+      const split = decodeSplit(gunzipSync(readFileSync(splitPath)));
       const h = createHash('sha256');
       for await (const chunk of replay(split, this.store.diffDir(l.id))) h.update(chunk as Buffer);
       const got = `sha256:${h.digest('hex')}`;

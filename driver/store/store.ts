@@ -160,7 +160,7 @@ export class LayerStore {
     let result: ApplyResult;
     try {
       result = await applyLayer(tar, join(staging, 'diff'), parents);
-      writeFileSync(join(staging, 'tar-split'), gzipSync(result.split));
+      writeFileSync(join(staging, 'tar-split'), gzipSync(result.split, { level: 1 }));
       flush(staging);
       // The unpacked diff trades places with the empty one in one step (layers/<id> always has a
       // diff), then the split joins it; the record, written last, says the content is there.
@@ -205,7 +205,7 @@ export class LayerStore {
         rmSync(staging, { recursive: true, force: true });
         return known;
       }
-      writeFileSync(join(staging, 'tar-split'), gzipSync(result.split));
+      writeFileSync(join(staging, 'tar-split'), gzipSync(result.split, { level: 1 }));
       flush(staging);
       const target = this.layerDir(id);
       // A directory with no record is a crashed import's: this one replaces it.
@@ -237,7 +237,7 @@ export class LayerStore {
     const l = await this.must(id);
     if (!l.rw) {
       if (l.diffId === undefined) return Readable.from([Buffer.alloc(1024)]);
-      const split = decodeSplit(gunzipSync(readFileSync(join(this.layerDir(id), 'tar-split'))).toString('utf8'));
+      const split = decodeSplit(gunzipSync(readFileSync(join(this.layerDir(id), 'tar-split'))));
       return replay(split, this.diffDir(id));
     }
     const parents = l.parent === null ? [] : await this.lowerDirs(l.parent);

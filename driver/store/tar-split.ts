@@ -87,7 +87,7 @@ export class TarSplitter extends Transform {
     let off = 0;
     while (off < chunk.length) {
       if (this.state === 'trailer') {
-        this.raw.push(chunk.subarray(off));
+        this.raw.push(Buffer.from(chunk.subarray(off)));
         return off;
       }
       if (this.state === 'data') {
@@ -103,7 +103,8 @@ export class TarSplitter extends Transform {
       if (this.state === 'pad') {
         // Padding is kept raw: valid tars pad with zeros, but bytes are bytes.
         const n = Math.min(this.remaining, chunk.length - off);
-        this.raw.push(chunk.subarray(off, off + n));
+        // Copied: a view would keep the whole input chunk alive for as long as the split.
+        this.raw.push(Buffer.from(chunk.subarray(off, off + n)));
         this.remaining -= n;
         off += n;
         if (this.remaining === 0) this.state = 'header';
@@ -111,7 +112,7 @@ export class TarSplitter extends Transform {
       }
       if (this.state === 'long') {
         const n = Math.min(this.remaining, chunk.length - off);
-        const part = chunk.subarray(off, off + n);
+        const part = Buffer.from(chunk.subarray(off, off + n));
         this.raw.push(part);
         this.longData.push(part);
         this.remaining -= n;
@@ -186,24 +187,53 @@ export class TarSplitter extends Transform {
 /** A split as stored: payloads name the file (relative to the layer root) they come from. */
 export type StoredSegment = { raw: Buffer } | { path: string; size: number };
 
-/** One JSON line per segment, gzipped by the caller: {"r": base64} or {"p": path, "n": size}. */
-export function encodeSplit(segments: Segment[], pathOf: (entry: number) => string): string {
-  let out = '';
+/**
+ * Binary, gzipped by the caller: per segment a tag byte, then for raw bytes (tag 0) a u32 length
+ * and the bytes, and for a payload (tag 1) a u32 path length, the UTF-8 path and a u64 size.
+ */
+export function encodeSplit(segments: Segment[], pathOf: (entry: number) => string): Buffer {
+  const parts: Buffer[] = [];
   for (const s of segments) {
-    out += 'raw' in s ? JSON.stringify({ r: s.raw.toString('base64') }) : JSON.stringify({ p: pathOf(s.entry), n: s.size });
-    out += '\n';
+    if ('raw' in s) {
+      const h = Buffer.alloc(5);
+      h.writeUInt8(0, 0);
+      h.writeUInt32LE(s.raw.length, 1);
+      parts.push(h, s.raw);
+    } else {
+      const path = Buffer.from(pathOf(s.entry));
+      const h = Buffer.alloc(5);
+      h.writeUInt8(1, 0);
+      h.writeUInt32LE(path.length, 1);
+      const n = Buffer.alloc(8);
+      n.writeBigUInt64LE(BigInt(s.size), 0);
+      parts.push(h, path, n);
+    }
   }
-  return out;
+  return Buffer.concat(parts);
 }
 
-export function decodeSplit(text: string): StoredSegment[] {
+export function decodeSplit(buf: Buffer): StoredSegment[] {
   const out: StoredSegment[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '') continue;
-    const o = JSON.parse(line) as { r?: string; p?: string; n?: number };
-    if (typeof o.r === 'string') out.push({ raw: Buffer.from(o.r, 'base64') });
-    else if (typeof o.p === 'string' && typeof o.n === 'number') out.push({ path: o.p, size: o.n });
-    else throw new Error('bad tar-split record');
+  let off = 0;
+  const need = (n: number) => {
+    if (off + n > buf.length) throw new Error('truncated tar-split');
+  };
+  while (off < buf.length) {
+    need(5);
+    const tag = buf.readUInt8(off);
+    const len = buf.readUInt32LE(off + 1);
+    off += 5;
+    need(len);
+    if (tag === 0) {
+      out.push({ raw: buf.subarray(off, off + len) });
+      off += len;
+    } else if (tag === 1) {
+      const path = buf.toString('utf8', off, off + len);
+      off += len;
+      need(8);
+      out.push({ path, size: Number(buf.readBigUInt64LE(off)) });
+      off += 8;
+    } else throw new Error('bad tar-split record');
   }
   return out;
 }
