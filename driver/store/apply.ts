@@ -76,13 +76,11 @@ function paxOf(h: Header): Record<string, string> | undefined {
   return (h.pax ?? undefined) as Record<string, string> | undefined;
 }
 
-/** An entry's data as tar-stream hands it over (a streamx Readable). */
-type Body = AsyncIterable<Buffer>;
-
-async function drain(body: Body): Promise<void> {
-  for await (const _ of body) {
-    // Entries without data still have to be read to the end for the next one to come.
-  }
+/** Where an entry's data goes, chunk by chunk; `end` finishes the entry, `abort` gives up. */
+interface EntrySink {
+  write(chunk: Buffer): void;
+  end(): void;
+  abort(): void;
 }
 
 function timeOf(pax: Record<string, string> | undefined, key: 'mtime' | 'atime', fallback: Date | undefined): [number, number] {
@@ -205,15 +203,18 @@ class Unpacker {
     this.kinds.delete(rel);
   }
 
-  async entry(index: number, header: Header, body: Body): Promise<void> {
+  /**
+   * Apply one entry. Everything is synchronous: an entry with data returns the sink its data goes
+   * to (then `end()` finishes it); every other entry is done when this returns.
+   */
+  entry(index: number, header: Header): EntrySink | null {
     const rel = cleanName(header.name);
     const shown = header.name;
     const base = baseOf(rel);
     if (rel !== '' && base.startsWith(WH_PREFIX)) {
       if ((header.size ?? 0) > 0) throw new LayerFormatError(`${shown}: a whiteout carrying data`);
-      await drain(body);
       this.whiteout(rel, shown);
-      return;
+      return null;
     }
     if (header.type === null || header.type === undefined) {
       throw new LayerFormatError(`${shown}: unsupported entry type (typeflag ${JSON.stringify((header as { typeflag?: unknown }).typeflag ?? '?')})`);
@@ -229,9 +230,8 @@ class Unpacker {
     if (rel === '') {
       // The layer root ("./"): its metadata is the directory's.
       if (type !== 'directory') throw new LayerFormatError(`${shown}: the root entry must be a directory`);
-      await drain(body);
       this.meta('', header, true);
-      return;
+      return null;
     }
     this.parentDir(rel, shown);
     switch (type) {
@@ -241,9 +241,8 @@ class Unpacker {
           this.check(sys.mkdirAt(this.fd, rel, 0o700), `mkdir ${shown}`);
           this.kinds.set(rel, 'dir');
         }
-        await drain(body);
         this.meta(rel, header, true);
-        return;
+        return null;
       }
       case 'file':
       case 'contiguous-file': {
@@ -253,9 +252,8 @@ class Unpacker {
           this.payloadSet.add(rel);
           this.payloads.push({ entry: index, size: header.size });
         }
-        await this.file(rel, header, body);
         this.kinds.set(rel, 'file');
-        return;
+        return this.file(rel, header);
       }
       case 'link': {
         const target = cleanName(header.linkname ?? '');
@@ -264,30 +262,27 @@ class Unpacker {
           throw new LayerFormatError(`${shown}: hard link to ${JSON.stringify(header.linkname)}, which is not a file of this layer`);
         }
         this.clear(rel, false, shown);
-        await drain(body);
         this.check(sys.linkAt(this.fd, target, this.fd, rel), `link ${shown}`);
         this.kinds.set(rel, tkind);
-        return;
+        return null;
       }
       case 'symlink': {
         this.clear(rel, false, shown);
-        await drain(body);
         this.check(sys.symlinkAt(header.linkname ?? '', this.fd, rel), `symlink ${shown}`);
         this.kinds.set(rel, 'symlink');
         this.meta(rel, header, false);
-        return;
+        return null;
       }
       case 'character-device':
       case 'block-device':
       case 'fifo': {
         this.clear(rel, false, shown);
-        await drain(body);
         const fmt = type === 'fifo' ? S_IFIFO : type === 'block-device' ? S_IFBLK : S_IFCHR;
         const dev = type === 'fifo' ? 0 : makedev(header.devmajor ?? 0, header.devminor ?? 0);
         this.check(sys.mknodAt(this.fd, rel, fmt | 0o600, dev), `mknod ${shown}`);
         this.kinds.set(rel, 'other');
         this.meta(rel, header, false);
-        return;
+        return null;
       }
       default:
         throw new LayerFormatError(`${shown}: unsupported entry type ${type}`);
@@ -312,25 +307,38 @@ class Unpacker {
     this.kinds.set(target, 'whiteout');
   }
 
-  private async file(rel: string, header: Header, body: Body): Promise<void> {
+  private file(rel: string, header: Header): EntrySink {
     // Created with its final permission bits (applyLayer clears the umask), so only owners other
     // than root's and setuid/setgid/sticky bits need more syscalls.
     const fd = this.check(
       sys.openAt(this.fd, rel, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | sys.O_NOFOLLOW, (header.mode ?? 0o644) & 0o777),
       `create ${rel}`,
     );
-    try {
-      let written = 0;
-      for await (const chunk of body) {
-        // The CLI's own process writing a local file: nothing else waits on this thread.
-        for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
-        written += chunk.length;
-      }
-      this.size += written;
-      this.metaFd(fd, rel, header);
-    } finally {
-      sys.close(fd);
-    }
+    let open = true;
+    const close = () => {
+      if (open) sys.close(fd);
+      open = false;
+    };
+    return {
+      write: (chunk) => {
+        try {
+          // The CLI's own process writing a local file: nothing else waits on this thread.
+          for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
+          this.size += chunk.length;
+        } catch (err) {
+          close();
+          throw err;
+        }
+      },
+      end: () => {
+        try {
+          this.metaFd(fd, rel, header);
+        } finally {
+          close();
+        }
+      },
+      abort: close,
+    };
   }
 
   /** Owner, mode, xattrs and (files and links now, directories at the end) times. */
@@ -424,23 +432,56 @@ async function unpack(input: Readable, target: string, lowers: string[]): Promis
   const extract = tarExtract();
   try {
     const { stream, compression } = await decompressed(input);
-    const feeding = pipeline(stream, splitter, extract).catch((err: unknown) => {
-      throw describe(err, compression);
-    });
-    let index = 0;
     let entries = 0;
+    let firstError: unknown = null;
+    // Entries are handled from tar-stream's callbacks, synchronously: no promise per entry.
+    const unpacked = new Promise<void>((resolve, reject) => {
+      let index = 0;
+      const fail = (err: unknown) => {
+        if (firstError !== null) return;
+        firstError = err;
+        extract.destroy(err as Error);
+        reject(err);
+      };
+      extract.on('entry', (header: Header, body: NodeJS.EventEmitter, next: () => void) => {
+        let sink: EntrySink | null = null;
+        // First: a failure destroys the extractor, which destroys this entry's stream too.
+        body.on('error', (err: unknown) => {
+          sink?.abort();
+          fail(err);
+        });
+        try {
+          sink = unpacker.entry(index++, header);
+        } catch (err) {
+          return fail(err);
+        }
+        body.on('data', (c: Buffer) => {
+          if (sink === null || firstError !== null) return;
+          try {
+            sink.write(c);
+          } catch (err) {
+            fail(err);
+          }
+        });
+        body.on('end', () => {
+          if (firstError !== null) return sink?.abort();
+          try {
+            sink?.end();
+            entries++;
+            next();
+          } catch (err) {
+            fail(err);
+          }
+        });
+      });
+      extract.on('finish', () => resolve());
+      extract.on('error', fail);
+    });
     try {
-      for await (const entry of extract) {
-        // tar-stream's entry streams yield Buffers; its types say unknown.
-        await unpacker.entry(index++, entry.header, entry as unknown as Body);
-        entries++;
-      }
+      await Promise.all([pipeline(stream, splitter, extract), unpacked]);
     } catch (err) {
-      extract.destroy();
-      await feeding.catch(() => undefined);
-      throw describe(err, compression);
+      throw describe(firstError ?? err, compression);
     }
-    await feeding;
     if (splitter.bytes === 0) throw new LayerFormatError('empty input: not a tar archive');
     if (entries === 0 && splitter.bytes < 1024) throw new LayerFormatError('truncated tar archive');
     unpacker.finish();
