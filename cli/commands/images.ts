@@ -192,7 +192,8 @@ export async function check(a: { root?: string | undefined; quick: boolean }): P
 export async function exportImage(a: { root?: string | undefined; image: string; output?: string | undefined }): Promise<void> {
   const { exportMerged } = await import('../../driver/store/diff.js');
   const { pipeline } = await import('node:stream/promises');
-  const { createWriteStream, renameSync, rmSync } = await import('node:fs');
+  const { renameSync, rmSync } = await import('node:fs');
+  const { syncFileSink } = await import('../sync-file.js');
   await withStore(a.root, async (images, store) => {
     const img = await images.resolve(a.image);
     const top = img.layers[img.layers.length - 1];
@@ -210,7 +211,7 @@ export async function exportImage(a: { root?: string | undefined; image: string;
     // Written under a temporary name: a failed export leaves nothing that looks finished.
     const tmp = `${a.output}.strata-tmp-${process.pid}`;
     try {
-      await pipeline(tar, createWriteStream(tmp, { mode: 0o644 }));
+      await pipeline(tar, syncFileSink(tmp));
       renameSync(tmp, a.output);
     } catch (err) {
       rmSync(tmp, { force: true });
@@ -226,7 +227,8 @@ export async function saveImages(a: { root?: string | undefined; images: string[
   const { save, saveSize } = await import('../../driver/store/archive.js');
   const { Progress } = await import('../progress.js');
   const { pipeline } = await import('node:stream/promises');
-  const { createWriteStream, renameSync, rmSync } = await import('node:fs');
+  const { renameSync, rmSync } = await import('node:fs');
+  const { syncFileSink } = await import('../sync-file.js');
   await withStore(a.root, async (images, store) => {
     const chosen = [];
     for (const ref of a.images) {
@@ -242,7 +244,7 @@ export async function saveImages(a: { root?: string | undefined; images: string[
     } else {
       const tmp = `${a.output}.strata-tmp-${process.pid}`;
       try {
-        await pipeline(tar, createWriteStream(tmp, { mode: 0o644 }));
+        await pipeline(tar, syncFileSink(tmp));
         renameSync(tmp, a.output);
       } catch (err) {
         rmSync(tmp, { force: true });

@@ -23,7 +23,7 @@ import type { Node } from '../fs/node.js';
 import { decompressed } from './compression.js';
 import type { Digest } from './digest.js';
 import { installBinarySafePax, XATTR_PAX_PREFIX } from './pax.js';
-import { encodeSplit, TarLayoutError, TarSplitter } from './tar-split.js';
+import { SplitWriter, TarLayoutError, TarSplitter, type Segment } from './tar-split.js';
 
 export class LayerFormatError extends Error {}
 
@@ -33,8 +33,6 @@ export interface ApplyResult {
   tarBytes: number;
   /** Bytes of file content unpacked. */
   size: number;
-  /** The tar minus file contents (see tar-split.ts), encoded for storage. */
-  split: Buffer;
 }
 
 type Kind = 'dir' | 'file' | 'symlink' | 'other' | 'whiteout';
@@ -412,24 +410,41 @@ function removeTree(dirfd: number, rel: string): void {
  * Unpack `input` into `target` (an empty directory the caller made and will remove on failure),
  * over the layers `lowers` (top first). Throws LayerFormatError for a tar that is refused.
  */
-export async function applyLayer(input: Readable, target: string, lowers: string[]): Promise<ApplyResult> {
+export async function applyLayer(input: Readable, target: string, lowers: string[], splitPath: string): Promise<ApplyResult> {
   installBinarySafePax();
   // Files are created with the tar's permission bits as they are (see Unpacker.file).
   const umask = process.umask(0);
   try {
-    return await unpack(input, target, lowers);
+    return await unpack(input, target, lowers, splitPath);
   } finally {
     process.umask(umask);
   }
 }
 
-async function unpack(input: Readable, target: string, lowers: string[]): Promise<ApplyResult> {
+async function unpack(input: Readable, target: string, lowers: string[], splitPath: string): Promise<ApplyResult> {
   const fd = sys.openAt(sys.AT_FDCWD, target, fsc.O_RDONLY | sys.O_DIRECTORY | sys.O_NOFOLLOW, 0);
   if (fd < 0) throw new Error(`cannot open ${target}: ${errnoName(-fd)}`);
   const stack = lowers.length > 0 ? openLayerStack({ lowers }) : null;
   const unpacker = new Unpacker(fd, stack);
   const splitter = new TarSplitter();
   const extract = tarExtract();
+  const splitWriter = new SplitWriter(splitPath);
+  // Payloads stored so far, checked against what tar-stream said each entry carries.
+  let payloadsStored = 0;
+  const store = (segments: Segment[]) => {
+    splitWriter.add(segments, (entry) => {
+      const path = unpacker.payloadPaths.get(entry);
+      const want = unpacker.payloads[payloadsStored++];
+      const seg = segments.find((x) => 'entry' in x && x.entry === entry) as { entry: number; size: number };
+      // The splitter finds block boundaries on its own; it must have seen the entries tar-stream did.
+      if (path === undefined || want === undefined || want.entry !== entry || want.size !== seg.size) {
+        throw new LayerFormatError('the tar layout is not understood (its entries are ambiguous); not stored');
+      }
+      unpacker.payloadPaths.delete(entry);
+      return path;
+    });
+  };
+  let splitClosed = false;
   try {
     const { stream, compression } = await decompressed(input);
     let entries = 0;
@@ -452,6 +467,8 @@ async function unpack(input: Readable, target: string, lowers: string[]): Promis
         });
         try {
           sink = unpacker.entry(index++, header);
+          // Every payload up to this entry's is placed now: its part of the split can go to disk.
+          store(splitter.ready(index));
         } catch (err) {
           return fail(err);
         }
@@ -486,17 +503,13 @@ async function unpack(input: Readable, target: string, lowers: string[]): Promis
     if (entries === 0 && splitter.bytes < 1024) throw new LayerFormatError('truncated tar archive');
     unpacker.finish();
     const { diffId, bytes, segments } = splitter.finish();
-    // The splitter finds block boundaries on its own; it must have seen the entries tar-stream did.
-    const seen = segments.flatMap((seg) => ('entry' in seg ? [`${seg.entry}:${seg.size}`] : []));
-    const want = unpacker.payloads.map((p) => `${p.entry}:${p.size}`);
-    if (seen.join() !== want.join()) throw new LayerFormatError('the tar layout is not understood (its entries are ambiguous); not stored');
-    const split = encodeSplit(segments, (entry) => {
-      const p = unpacker.payloadPaths.get(entry);
-      if (p === undefined) throw new LayerFormatError('the tar layout is not understood (payload without a file entry)');
-      return p;
-    });
-    return { diffId, tarBytes: bytes, size: unpacker.size, split };
+    store(segments);
+    if (payloadsStored !== unpacker.payloads.length) throw new LayerFormatError('the tar layout is not understood (its entries are ambiguous); not stored');
+    splitClosed = true;
+    splitWriter.close();
+    return { diffId, tarBytes: bytes, size: unpacker.size };
   } finally {
+    if (!splitClosed) splitWriter.close();
     if (stack !== null) closeLayerStack(stack);
     sys.close(fd);
   }

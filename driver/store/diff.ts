@@ -29,16 +29,16 @@ export interface DiffOptions {
 }
 
 /** The stored tar of a layer, byte for byte, from its split and its directory. */
-export function replay(segments: StoredSegment[], layerDir: string): Readable {
+export function replay(segments: AsyncIterable<StoredSegment>, layerDir: string): Readable {
   return Readable.from(replayChunks(segments, layerDir), { objectMode: false });
 }
 
-async function* replayChunks(segments: StoredSegment[], layerDir: string): AsyncGenerator<Buffer> {
+async function* replayChunks(segments: AsyncIterable<StoredSegment>, layerDir: string): AsyncGenerator<Buffer> {
   const root = sys.openAt(sys.AT_FDCWD, layerDir, fsc.O_RDONLY | sys.O_DIRECTORY, 0);
   if (root < 0) throw new Error(`cannot open layer ${layerDir} (errno ${-root})`);
   const st = newStat();
   try {
-    for (const seg of segments) {
+    for await (const seg of segments) {
       if ('raw' in seg) {
         yield seg.raw;
         continue;

@@ -3,15 +3,14 @@
  * and the tags naming it. Each change is one LevelDB batch, which also keeps every layer's
  * `refs` (how many images list it) exact; `prune` frees layers no image, child or mount uses.
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { chainIds, isDigest, sha256, type Digest } from './digest.js';
 import type { ImageRecord, LayerRecord, Op } from './metadata.js';
 import { LayerStore, StoreError } from './store.js';
 import { replay } from './diff.js';
-import { decodeSplit } from './tar-split.js';
+import { readSplit } from './tar-split.js';
 
 export interface ImageConfig {
   architecture: string;
@@ -244,9 +243,8 @@ export class Images {
   private async verifyLayer(l: LayerRecord): Promise<string | null> {
     try {
       const splitPath = join(this.store.layerDir(l.id), 'tar-split');
-      const split = decodeSplit(gunzipSync(readFileSync(splitPath)));
       const h = createHash('sha256');
-      for await (const chunk of replay(split, this.store.diffDir(l.id))) h.update(chunk as Buffer);
+      for await (const chunk of replay(readSplit(splitPath), this.store.diffDir(l.id))) h.update(chunk as Buffer);
       const got = `sha256:${h.digest('hex')}`;
       return got === l.diffId ? null : `layer ${l.id}: content gives ${got}, recorded DiffID is ${l.diffId}`;
     } catch (err) {

@@ -16,16 +16,15 @@
  * reports and `prune` removes; never a record without its content.
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsc, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { constants as fsc, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
-import { gunzipSync, gzipSync } from 'node:zlib';
 import { sys } from '../native/sys.js';
 import { applyLayer, type ApplyResult } from './apply.js';
 import { chainId, hexOf } from './digest.js';
 import { diffUpper, replay } from './diff.js';
 import { Metadata, type LayerRecord, type MountRecord, type Op } from './metadata.js';
-import { decodeSplit } from './tar-split.js';
+import { readSplit } from './tar-split.js';
 
 export class StoreError extends Error {}
 
@@ -159,8 +158,7 @@ export class LayerStore {
     mkdirSync(join(staging, 'diff'), { recursive: true, mode: 0o755 });
     let result: ApplyResult;
     try {
-      result = await applyLayer(tar, join(staging, 'diff'), parents);
-      writeFileSync(join(staging, 'tar-split'), gzipSync(result.split, { level: 1 }));
+      result = await applyLayer(tar, join(staging, 'diff'), parents, join(staging, 'tar-split'));
       flush(staging);
       // The unpacked diff trades places with the empty one in one step (layers/<id> always has a
       // diff), then the split joins it; the record, written last, says the content is there.
@@ -197,7 +195,7 @@ export class LayerStore {
     mkdirSync(join(staging, 'diff'), { recursive: true, mode: 0o755 });
     let id: string;
     try {
-      result = await applyLayer(tar, join(staging, 'diff'), parents);
+      result = await applyLayer(tar, join(staging, 'diff'), parents, join(staging, 'tar-split'));
       const chain = chainId(parentRec?.chainId ?? null, result.diffId);
       id = hexOf(chain);
       const known = await this.layer(id);
@@ -205,7 +203,6 @@ export class LayerStore {
         rmSync(staging, { recursive: true, force: true });
         return known;
       }
-      writeFileSync(join(staging, 'tar-split'), gzipSync(result.split, { level: 1 }));
       flush(staging);
       const target = this.layerDir(id);
       // A directory with no record is a crashed import's: this one replaces it.
@@ -237,8 +234,7 @@ export class LayerStore {
     const l = await this.must(id);
     if (!l.rw) {
       if (l.diffId === undefined) return Readable.from([Buffer.alloc(1024)]);
-      const split = decodeSplit(gunzipSync(readFileSync(join(this.layerDir(id), 'tar-split'))));
-      return replay(split, this.diffDir(id));
+      return replay(readSplit(join(this.layerDir(id), 'tar-split')), this.diffDir(id));
     }
     const parents = l.parent === null ? [] : await this.lowerDirs(l.parent);
     return diffUpper(this.diffDir(id), parents, opts);

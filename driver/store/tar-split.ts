@@ -9,7 +9,9 @@
  * The splitter only finds block boundaries; tar-stream does the real parsing beside it. Both walk
  * the same bytes in the same order, so the n-th entry of one is the n-th entry of the other.
  */
+import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
 import { Transform, type TransformCallback } from 'node:stream';
+import { createGunzip, gzipSync } from 'node:zlib';
 import { createHash, type Hash } from 'node:crypto';
 import type { Digest } from './digest.js';
 
@@ -175,7 +177,21 @@ export class TarSplitter extends Transform {
     this.state = 'header';
   }
 
-  /** The digest of everything that went through, and the split. */
+  /**
+   * Remove and answer the segments ready to store: everything before the first payload of an
+   * entry numbered `limit` or later (whose file may not be known yet).
+   */
+  ready(limit: number): Segment[] {
+    let n = 0;
+    while (n < this.segments.length) {
+      const seg = this.segments[n]!;
+      if ('entry' in seg && seg.entry >= limit) break;
+      n++;
+    }
+    return this.segments.splice(0, n);
+  }
+
+  /** The digest of everything that went through, and the segments not taken yet. */
   finish(): { diffId: Digest; bytes: number; segments: Segment[] } {
     if (this.pending.length > 0) this.raw.push(this.pending);
     this.segments.push({ raw: Buffer.concat(this.raw) });
@@ -188,52 +204,83 @@ export class TarSplitter extends Transform {
 export type StoredSegment = { raw: Buffer } | { path: string; size: number };
 
 /**
- * Binary, gzipped by the caller: per segment a tag byte, then for raw bytes (tag 0) a u32 length
- * and the bytes, and for a payload (tag 1) a u32 path length, the UTF-8 path and a u64 size.
+ * On disk a split is gzip members (one per megabyte or so, appended as the tar streams in) of
+ * binary records: a tag byte, then for raw bytes (tag 0) a u32 length and the bytes, and for a
+ * payload (tag 1) a u32 path length, the UTF-8 path and a u64 size.
  */
-export function encodeSplit(segments: Segment[], pathOf: (entry: number) => string): Buffer {
-  const parts: Buffer[] = [];
-  for (const s of segments) {
-    if ('raw' in s) {
-      const h = Buffer.alloc(5);
-      h.writeUInt8(0, 0);
-      h.writeUInt32LE(s.raw.length, 1);
-      parts.push(h, s.raw);
-    } else {
-      const path = Buffer.from(pathOf(s.entry));
-      const h = Buffer.alloc(5);
-      h.writeUInt8(1, 0);
-      h.writeUInt32LE(path.length, 1);
-      const n = Buffer.alloc(8);
-      n.writeBigUInt64LE(BigInt(s.size), 0);
-      parts.push(h, path, n);
-    }
+function encodeSegment(seg: Segment, pathOf: (entry: number) => string): Buffer[] {
+  const h = Buffer.alloc(5);
+  if ('raw' in seg) {
+    h.writeUInt8(0, 0);
+    h.writeUInt32LE(seg.raw.length, 1);
+    return [h, seg.raw];
   }
-  return Buffer.concat(parts);
+  const path = Buffer.from(pathOf(seg.entry));
+  h.writeUInt8(1, 0);
+  h.writeUInt32LE(path.length, 1);
+  const n = Buffer.alloc(8);
+  n.writeBigUInt64LE(BigInt(seg.size), 0);
+  return [h, path, n];
 }
 
-export function decodeSplit(buf: Buffer): StoredSegment[] {
-  const out: StoredSegment[] = [];
-  let off = 0;
-  const need = (n: number) => {
-    if (off + n > buf.length) throw new Error('truncated tar-split');
-  };
-  while (off < buf.length) {
-    need(5);
-    const tag = buf.readUInt8(off);
-    const len = buf.readUInt32LE(off + 1);
-    off += 5;
-    need(len);
-    if (tag === 0) {
-      out.push({ raw: buf.subarray(off, off + len) });
-      off += len;
-    } else if (tag === 1) {
-      const path = buf.toString('utf8', off, off + len);
-      off += len;
-      need(8);
-      out.push({ path, size: Number(buf.readBigUInt64LE(off)) });
-      off += 8;
-    } else throw new Error('bad tar-split record');
+const MEMBER = 1 << 20;
+
+/** Writes a split to a file as it is produced, so memory does not grow with the layer. */
+export class SplitWriter {
+  private readonly fd: number;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  constructor(path: string) {
+    this.fd = openSync(path, 'wx', 0o600);
   }
-  return out;
+
+  add(segments: Segment[], pathOf: (entry: number) => string): void {
+    for (const seg of segments) {
+      for (const b of encodeSegment(seg, pathOf)) {
+        this.pending.push(b);
+        this.pendingBytes += b.length;
+      }
+    }
+    if (this.pendingBytes >= MEMBER) this.flush();
+  }
+
+  private flush(): void {
+    if (this.pendingBytes === 0) return;
+    const member = gzipSync(Buffer.concat(this.pending), { level: 1 });
+    for (let off = 0; off < member.length; ) off += writeSync(this.fd, member, off);
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  close(): void {
+    try {
+      this.flush();
+    } finally {
+      closeSync(this.fd);
+    }
+  }
+}
+
+/** The segments of a stored split, read as they are needed. */
+export async function* readSplit(path: string): AsyncGenerator<StoredSegment> {
+  let buf: Buffer = Buffer.alloc(0);
+  const input = createReadStream(path).pipe(createGunzip());
+  for await (const chunk of input) {
+    buf = buf.length === 0 ? (chunk as Buffer) : Buffer.concat([buf, chunk as Buffer]);
+    let off = 0;
+    for (;;) {
+      if (buf.length - off < 5) break;
+      const tag = buf.readUInt8(off);
+      const len = buf.readUInt32LE(off + 1);
+      const need = 5 + len + (tag === 1 ? 8 : 0);
+      if (buf.length - off < need) break;
+      if (tag === 0) yield { raw: Buffer.from(buf.subarray(off + 5, off + 5 + len)) };
+      else if (tag === 1) yield { path: buf.toString('utf8', off + 5, off + 5 + len), size: Number(buf.readBigUInt64LE(off + 5 + len)) };
+      else throw new Error(`bad tar-split record in ${path}`);
+      off += need;
+    }
+    buf = buf.subarray(off);
+  }
+  if (buf.length > 0) throw new Error(`truncated tar-split ${path}`);
 }
