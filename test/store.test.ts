@@ -408,3 +408,46 @@ t.test('prune keeps what a live mount reads and removes writable layers nothing 
   ok(t, s('prune'), 'prune');
   ok(t, s('check'), 'and prune removes it');
 });
+
+t.test('the driver contract: get/put are counted, changes follow docker diff, diffSize is the diff', async (t) => {
+  const { root } = newStore(t);
+  const store = await LayerStore.open(root);
+  t.teardown(() => store.close());
+  const base = await store.importLayer(
+    Readable.from([
+      await tarBytes([
+        { name: 'etc/', type: 'directory' },
+        { name: 'etc/hostname', body: 'old' },
+        { name: 'etc/passwd', body: 'root' },
+        { name: 'gone/', type: 'directory' },
+        { name: 'gone/a', body: 'a' },
+        { name: 'same/', type: 'directory' },
+        { name: 'same/s', body: 's' },
+      ]),
+    ]),
+    null,
+  );
+  await store.createReadWrite('c1', base.id);
+  const p = await store.get('c1');
+  t.teardown(() => unmountStrata(p));
+  t.equal(await store.get('c1'), p, 'a second get shares the mount');
+  must(`cd ${p} && echo new > etc/hostname && rm etc/passwd && rm -r gone && mkdir -p add/sub && echo z > add/sub/z && cat same/s >/dev/null`);
+  t.same(
+    (await store.changes('c1')).map((c) => `${c.kind} ${c.path}`),
+    ['A /add', 'A /add/sub', 'A /add/sub/z', 'C /etc', 'C /etc/hostname', 'D /etc/passwd', 'D /gone'],
+    'A/C/D as docker diff: changed parents as C, one D for a deleted directory, untouched dirs absent',
+  );
+  t.equal(await store.diffSize('c1'), (await collect(await store.diff('c1'))).length, 'diffSize = bytes of the diff');
+  await store.put('c1');
+  t.ok(isMounted(p), 'still mounted after one of two puts');
+  await store.put('c1');
+  t.notOk(isMounted(p), 'unmounted by the last put');
+  t.notOk(existsSync(p), 'and its mountpoint removed');
+  await t.rejects(store.put('c1'), /not mounted/, 'an unbalanced put is an error');
+  const ro = await store.get(base.id);
+  t.teardown(() => unmountStrata(ro));
+  t.match(sh(`touch ${ro}/x`).stderr, /Read-only file system/, 'a read-only layer mounts read-only');
+  await t.rejects(store.remove(base.id), /mounted|parent/, 'a mounted layer cannot be removed');
+  await store.put(base.id);
+  t.equal(await store.diffSize(base.id), base.tarBytes, 'a stored layer: its tar size');
+});

@@ -3,12 +3,10 @@
  * mount, and return once the mount is live. With --foreground this process serves the mount
  * itself, logging to stderr, until SIGINT/SIGTERM.
  */
-import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { MountOptionError, parseOptionStrings, splitLowerdirs, type MountConfig } from '../../driver/mount-config.js';
-import { runDir, stateFile } from '../../driver/runtime.js';
+import { LaunchError, startDriver as launch } from '../../driver/launch.js';
 import { EXIT_MOUNT_FAILED, UserError } from '../errors.js';
 import { mountAt } from '../mountinfo.js';
 
@@ -103,40 +101,14 @@ export async function mount(args: MountArgs): Promise<void> {
   await startDriver(config);
 }
 
-/** Start a detached driver and wait for it to say the mount is live. */
-function startDriver(config: MountConfig): Promise<void> {
-  const main = fileURLToPath(new URL('../../driver/main.js', import.meta.url));
-  mkdirSync(`${runDir()}/mounts`, { recursive: true, mode: 0o700 });
-  const logPath = stateFile(config.mountpoint).replace(/\.json$/, '.log');
-  const log = openSync(logPath, 'a', 0o600);
-  const child = spawn(process.execPath, [main, JSON.stringify(config)], {
-    detached: true,
-    stdio: ['ignore', log, log, 'pipe'],
-  });
-  closeSync(log);
-  const pipe = child.stdio[3] as NodeJS.ReadableStream;
-  return new Promise((done, fail) => {
-    let said = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      fail(new UserError(`the driver did not come up within 30 s (log: ${logPath})`, EXIT_MOUNT_FAILED));
-    }, 30_000);
-    pipe.setEncoding('utf8');
-    pipe.on('data', (chunk: string) => (said += chunk));
-    pipe.on('end', () => {
-      clearTimeout(timer);
-      const line = said.trim();
-      if (line === 'ok') {
-        child.unref();
-        (pipe as unknown as { destroy(): void }).destroy();
-        done();
-      } else if (line.startsWith('error ')) {
-        fail(new UserError(line.slice(6), EXIT_MOUNT_FAILED));
-      } else {
-        fail(new UserError(`the driver exited before mounting (log: ${logPath})`, EXIT_MOUNT_FAILED));
-      }
-    });
-  });
+/** Start a detached driver; its failures are the user's to see, with mount(8)'s exit code. */
+async function startDriver(config: MountConfig): Promise<void> {
+  try {
+    await launch(config);
+  } catch (err) {
+    if (err instanceof LaunchError) throw new UserError(err.message, EXIT_MOUNT_FAILED);
+    throw err;
+  }
 }
 
 export interface MountImageArgs {

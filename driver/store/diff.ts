@@ -353,3 +353,115 @@ export function exportMerged(layers: string[], opts: DiffOptions = {}): Readable
   run().catch((err: unknown) => pack.destroy(err as Error));
   return Readable.from(pack);
 }
+
+export interface Change {
+  /** Absolute path in the container's tree. */
+  path: string;
+  /** A added, C changed, D deleted: docker diff's letters. */
+  kind: 'A' | 'C' | 'D';
+}
+
+/**
+ * What an upper directory changes over the layers below it (`parents`, top first), by docker
+ * diff's rules: an entry of the upper is A if nothing below has its path, else C; a whiteout is D
+ * (once for a whole deleted directory); a directory present below with the same size, mode and
+ * mtime is no change by itself, but the parent of anything added or deleted is C. A renamed
+ * directory (a redirect) is new at its path, with everything in it. Sorted by path.
+ */
+export function changesUpper(upperDir: string, parents: string[]): Change[] {
+  const out: Change[] = [];
+  const changedDirs = new Set<string>();
+  const stack = parents.length > 0 ? openLayerStack({ lowers: parents }) : null;
+  const root = sys.openAt(sys.AT_FDCWD, upperDir, fsc.O_RDONLY | sys.O_DIRECTORY, 0);
+  if (root < 0) {
+    if (stack !== null) closeLayerStack(stack);
+    throw new Error(`cannot open ${upperDir} (errno ${-root})`);
+  }
+  try {
+    const below = stack === null ? null : new Union(stack, { maxCacheEntries: 100_000 });
+    const lowerNode = (rel: string): Node | undefined => {
+      if (below === null) return undefined;
+      let node: Node | undefined = below.root;
+      for (const part of rel.split('/')) {
+        if (node === undefined || node.kind !== 'dir') return undefined;
+        node = below.child(node, part);
+      }
+      return node;
+    };
+    const record = (rel: string, kind: Change['kind']) => {
+      out.push({ path: '/' + rel, kind });
+      if (kind === 'A' || kind === 'D') {
+        const parent = rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '';
+        if (parent !== '' && !changedDirs.has(parent)) {
+          out.push({ path: '/' + parent, kind: 'C' });
+          changedDirs.add(parent);
+        }
+      }
+    };
+    const st = newStat();
+    const lst = newStat();
+    const walk = (dir: string, allNew: boolean) => {
+      const list = sys.readdirAt(root, dir === '' ? '.' : dir);
+      if (typeof list === 'number') throw new Error(`cannot list ${dir || '/'} of ${upperDir} (errno ${-list})`);
+      for (const name of sortedNames(list.names)) {
+        const rel = dir === '' ? name : `${dir}/${name}`;
+        if (sys.lstatAt(root, rel, st) < 0) continue;
+        const fmt = st[S.mode]! & S_IFMT;
+        if (name.startsWith(WH_PREFIX)) {
+          if (name !== OPAQUE_MARKER) record(dir === '' ? name.slice(WH_PREFIX.length) : `${dir}/${name.slice(WH_PREFIX.length)}`, 'D');
+          continue;
+        }
+        if (isWhiteoutStat(st) || (fmt === S_IFREG && statSize(st) === 0 && xattrIs(root, rel, 'trusted.overlay.whiteout'))) {
+          record(rel, 'D');
+          continue;
+        }
+        const prior = allNew ? undefined : lowerNode(rel);
+        let kind: Change['kind'] | null = prior === undefined ? 'A' : 'C';
+        if (prior !== undefined && fmt === S_IFDIR && prior.kind === 'dir' && below !== null) {
+          below.stat(prior, lst);
+          const same =
+            statSize(st) === statSize(lst) &&
+            st[S.mode] === lst[S.mode] &&
+            st[S.mtimeLo] === lst[S.mtimeLo] &&
+            st[S.mtimeHi] === lst[S.mtimeHi] &&
+            (st[S.mtimeNs] === lst[S.mtimeNs] || st[S.mtimeNs] === 0 || lst[S.mtimeNs] === 0);
+          if (same) kind = null;
+        }
+        if (fmt === S_IFDIR) changedDirs.add(rel);
+        if (fmt === S_IFDIR && xattrIs(root, rel, XATTR_REDIRECT)) {
+          // Renamed here: new at this path, with all it holds (most of it still in the lowers).
+          record(rel, 'A');
+          mergedBelow(rel, (child) => out.push({ path: '/' + child, kind: 'A' }));
+          continue;
+        }
+        if (kind !== null) record(rel, kind);
+        if (fmt === S_IFDIR) walk(rel, allNew || kind === 'A');
+      }
+    };
+    const mergedBelow = (rel: string, each: (path: string) => void) => {
+      const merged = openLayerStack({ lowers: [upperDir, ...parents] });
+      try {
+        const u = new Union(merged, { maxCacheEntries: 100_000 });
+        const visit = (node: Node, path: string) => {
+          const { names, nodes } = u.list(node);
+          for (let i = 2; i < names.length; i++) {
+            const name = names[i]!;
+            const child = nodes[i]!;
+            each(`${path}/${name}`);
+            if (child.kind === 'dir') visit(child, `${path}/${name}`);
+          }
+        };
+        let node: Node | undefined = u.root;
+        for (const part of rel.split('/')) node = node === undefined ? undefined : u.child(node, part);
+        if (node !== undefined && node.kind === 'dir') visit(node, rel);
+      } finally {
+        closeLayerStack(merged);
+      }
+    };
+    walk('', false);
+  } finally {
+    sys.close(root);
+    if (stack !== null) closeLayerStack(stack);
+  }
+  return out.sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+}

@@ -16,13 +16,15 @@
  * reports and `prune` removes; never a record without its content.
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsc, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
+import { constants as fsc, existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { sys } from '../native/sys.js';
 import { applyLayer, type ApplyResult } from './apply.js';
 import { chainId, hexOf } from './digest.js';
-import { diffUpper, replay } from './diff.js';
+import { changesUpper, diffUpper, replay, type Change } from './diff.js';
+import { mountedPaths, startDriver, stopMount } from '../launch.js';
+import type { MountConfig } from '../mount-config.js';
 import { Metadata, type LayerRecord, type MountRecord, type Op } from './metadata.js';
 import { readSplit } from './tar-split.js';
 
@@ -291,12 +293,80 @@ export class LayerStore {
 
   /** Mount records whose mountpoint has nothing mounted (the command or its driver died). */
   async staleMounts(): Promise<MountRecord[]> {
-    const mounted = new Set(
-      readFileSync('/proc/self/mounts', 'utf8')
-        .split('\n')
-        .map((line) => (line.split(' ')[1] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))),
-    );
+    const mounted = mountedPaths();
     return (await this.meta.allMounts()).filter((m) => !mounted.has(m.mountpoint));
+  }
+
+  /**
+   * get: mount layer `id` (a read-only layer with the layers below it; a writable layer over its
+   * parents) under the store and answer the path. Repeated gets share one mount; each is
+   * balanced by a put().
+   */
+  async get(id: string): Promise<string> {
+    const l = await this.must(id);
+    const mountpoint = join(this.root, 'mnt', id);
+    const rec = await this.meta.mounts.get(mountpoint);
+    if (rec !== undefined && mountedPaths().has(mountpoint)) {
+      await this.meta.write([{ type: 'put', sublevel: this.meta.mounts, key: mountpoint, value: { ...rec, refs: rec.refs + 1 } }]);
+      return mountpoint;
+    }
+    // No mount, or a record whose driver died: mount afresh.
+    if (rec !== undefined) await this.meta.write([{ type: 'del', sublevel: this.meta.mounts, key: mountpoint }]);
+    const parents = l.parent === null ? [] : await this.lowerDirs(l.parent);
+    const lowers = l.rw ? (parents.length > 0 ? parents : [this.emptyDir()]) : [this.diffDir(id), ...parents];
+    mkdirSync(mountpoint, { recursive: true, mode: 0o755 });
+    const config: MountConfig = {
+      mountpoint,
+      lowers,
+      upper: l.rw ? this.diffDir(id) : undefined,
+      work: l.rw ? join(this.layerDir(id), 'work') : undefined,
+      fuseOptions: l.rw ? [] : ['ro'],
+      cacheTimeout: 1,
+      attrTimeout: 1,
+      cacheEntries: 500_000,
+      debug: false,
+      storeRoot: this.root,
+    };
+    await this.addMount({ mountpoint, image: null, rwLayer: null, refs: 1, layer: id });
+    try {
+      await startDriver(config);
+    } catch (err) {
+      await this.dropMount(mountpoint);
+      throw new StoreError(`cannot mount layer ${id}: ${(err as Error).message}`);
+    }
+    return mountpoint;
+  }
+
+  /** put: release a get(); the last one unmounts. */
+  async put(id: string): Promise<void> {
+    const mountpoint = join(this.root, 'mnt', id);
+    const rec = await this.meta.mounts.get(mountpoint);
+    if (rec === undefined) throw new StoreError(`layer ${id} is not mounted`);
+    if (rec.refs > 1) {
+      await this.meta.write([{ type: 'put', sublevel: this.meta.mounts, key: mountpoint, value: { ...rec, refs: rec.refs - 1 } }]);
+      return;
+    }
+    if (mountedPaths().has(mountpoint)) {
+      const r = await stopMount(mountpoint);
+      if (r < 0) throw new StoreError(`cannot unmount layer ${id} at ${mountpoint} (errno ${-r}; still in use?)`);
+    }
+    await this.dropMount(mountpoint);
+  }
+
+  /** changes: what layer `id` adds, changes and deletes over its parent, as docker diff shows. */
+  async changes(id: string): Promise<Change[]> {
+    const l = await this.must(id);
+    const parents = l.parent === null ? [] : await this.lowerDirs(l.parent);
+    return changesUpper(this.diffDir(id), parents);
+  }
+
+  /** diffSize: the bytes diff() would give. */
+  async diffSize(id: string): Promise<number> {
+    const l = await this.must(id);
+    if (!l.rw) return l.tarBytes ?? 1024;
+    let n = 0;
+    for await (const c of await this.diff(id)) n += (c as Buffer).length;
+    return n;
   }
 
   /** A directory with nothing in it, the lower layer of an image without layers. */
