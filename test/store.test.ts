@@ -451,3 +451,33 @@ t.test('the driver contract: get/put are counted, changes follow docker diff, di
   await store.put(base.id);
   t.equal(await store.diffSize(base.id), base.tarBytes, 'a stored layer: its tar size');
 });
+
+t.test('an opaque directory in the xattr encoding (SCHILY.xattr.trusted.overlay.opaque) is opaque', async (t) => {
+  const { root } = newStore(t);
+  const store = await LayerStore.open(root);
+  t.teardown(() => store.close());
+  const l1 = await store.importLayer(Readable.from([await tarBytes([{ name: 'd/', type: 'directory' }, { name: 'd/old', body: 'o' }])]), null);
+  const l2 = await store.importLayer(
+    Readable.from([await tarBytes([{ name: 'd/', type: 'directory', xattrs: { 'trusted.overlay.opaque': Buffer.from('y') } }, { name: 'd/new', body: 'n' }])]),
+    l1.id,
+  );
+  t.equal(String(sys.getxattrAt(sys.AT_FDCWD, join(store.diffDir(l2.id), 'd'), 'trusted.overlay.opaque')), 'y', 'marked opaque');
+  const l3 = await store.importLayer(Readable.from([await tarBytes([{ name: 'e/', type: 'directory', xattrs: { 'trusted.overlay.redirect': Buffer.from('/d') } }])]), l2.id);
+  t.equal(sys.getxattrAt(sys.AT_FDCWD, join(store.diffDir(l3.id), 'e'), 'trusted.overlay.redirect'), -61, 'no other overlay xattr gets in');
+});
+
+t.test('an import killed midway leaves nothing listed; check explains, prune reclaims', async (t) => {
+  const { base, root, s } = newStore(t);
+  must(`mkdir -p ${base}/big && for d in $(seq 40); do mkdir ${base}/big/$d; for f in $(seq 50); do head -c 20000 /dev/urandom > ${base}/big/$d/$f; done; done && tar -C ${base}/big -cf ${base}/big.tar .`);
+  ok(t, s('images'), 'create the store');
+  const child = spawn(process.execPath, [new URL('../dist/cli/main.js', import.meta.url).pathname, '--root', root, 'import', `${base}/big.tar`, 'big:1'], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 400));
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('close', r));
+  t.equal(s('images', '-q').stdout, '', 'no image listed');
+  s('check');
+  ok(t, s('prune'), 'prune');
+  ok(t, s('check'), 'check passes');
+  t.same(readdirSync(join(root, 'tmp')), [], 'no staging left');
+  t.match(ok(t, s('import', `${base}/big.tar`, 'big:1'), 'import again'), /^sha256:/, 'and the import works');
+});

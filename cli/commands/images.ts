@@ -191,9 +191,6 @@ export async function check(a: { root?: string | undefined; quick: boolean }): P
 
 export async function exportImage(a: { root?: string | undefined; image: string; output?: string | undefined }): Promise<void> {
   const { exportMerged } = await import('../../driver/store/diff.js');
-  const { pipeline } = await import('node:stream/promises');
-  const { renameSync, rmSync } = await import('node:fs');
-  const { syncFileSink } = await import('../sync-file.js');
   await withStore(a.root, async (images, store) => {
     const img = await images.resolve(a.image);
     const top = img.layers[img.layers.length - 1];
@@ -202,21 +199,7 @@ export async function exportImage(a: { root?: string | undefined; image: string;
     let size = 0;
     for (const lid of img.layers) size += (await store.layer(lid))?.size ?? 0;
     const progress = new Progress('exporting', size > 0 ? size : null);
-    const tar = counted(exportMerged(layers), progress);
-    if (a.output === undefined || a.output === '-') {
-      if (process.stdout.isTTY) throw new UserError('refusing to write a tar to a terminal; give -o FILE or redirect');
-      await pipeline(tar, process.stdout);
-      return;
-    }
-    // Written under a temporary name: a failed export leaves nothing that looks finished.
-    const tmp = `${a.output}.strata-tmp-${process.pid}`;
-    try {
-      await pipeline(tar, syncFileSink(tmp));
-      renameSync(tmp, a.output);
-    } catch (err) {
-      rmSync(tmp, { force: true });
-      throw err;
-    }
+    await writeArchive(counted(exportMerged(layers), progress), a.output);
     progress.finish();
   });
 }
@@ -226,9 +209,6 @@ export async function saveImages(a: { root?: string | undefined; images: string[
   const format = a.format;
   const { save, saveSize } = await import('../../driver/store/archive.js');
   const { Progress } = await import('../progress.js');
-  const { pipeline } = await import('node:stream/promises');
-  const { renameSync, rmSync } = await import('node:fs');
-  const { syncFileSink } = await import('../sync-file.js');
   await withStore(a.root, async (images, store) => {
     const chosen = [];
     for (const ref of a.images) {
@@ -237,20 +217,7 @@ export async function saveImages(a: { root?: string | undefined; images: string[
       chosen.push({ image, tags: byTag.length > 0 ? byTag : await images.tagsOf(image.id) });
     }
     const progress = new Progress('saving', await saveSize(store, chosen.map((c) => c.image)));
-    const tar = save(store, chosen, format, (n) => progress.add(n));
-    if (a.output === undefined || a.output === '-') {
-      if (process.stdout.isTTY) throw new UserError('refusing to write a tar to a terminal; give -o FILE or redirect');
-      await pipeline(tar, process.stdout);
-    } else {
-      const tmp = `${a.output}.strata-tmp-${process.pid}`;
-      try {
-        await pipeline(tar, syncFileSink(tmp));
-        renameSync(tmp, a.output);
-      } catch (err) {
-        rmSync(tmp, { force: true });
-        throw err;
-      }
-    }
+    await writeArchive(save(store, chosen, format, (n) => progress.add(n)), a.output);
     progress.finish();
   });
 }
@@ -295,4 +262,27 @@ export async function loadImages(a: { root?: string | undefined; input?: string 
       for (const s of l.skipped) process.stderr.write(`strata: ${l.id.slice(7, 19)}: the archive names it ${JSON.stringify(s)}, not NAME:TAG; tag it with strata tag\n`);
     }
   });
+}
+
+/**
+ * A tar to `output` (standard output for none or "-", never a terminal), under a temporary name
+ * until complete: a failed export or save leaves nothing that looks finished.
+ */
+async function writeArchive(tar: Readable, output: string | undefined): Promise<void> {
+  const { pipeline } = await import('node:stream/promises');
+  if (output === undefined || output === '-') {
+    if (process.stdout.isTTY) throw new UserError('refusing to write a tar to a terminal; give -o FILE or redirect');
+    await pipeline(tar, process.stdout);
+    return;
+  }
+  const { renameSync, rmSync } = await import('node:fs');
+  const { syncFileSink } = await import('../sync-file.js');
+  const tmp = `${output}.strata-tmp-${process.pid}`;
+  try {
+    await pipeline(tar, syncFileSink(tmp));
+    renameSync(tmp, output);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }

@@ -375,8 +375,12 @@ class Unpacker {
     for (const [key, value] of Object.entries(pax)) {
       if (!key.startsWith(XATTR_PAX_PREFIX)) continue;
       const name = key.slice(XATTR_PAX_PREFIX.length);
-      // The overlay's own marks come only from whiteout entries, never from a tar's xattrs.
-      if (isPrivateXattr(name)) continue;
+      // Of the overlay's own marks, a tar may carry only the opaque one, on a directory (the
+      // xattr encoding of `.wh..wh..opq`); no other reaches the layer.
+      if (isPrivateXattr(name)) {
+        if (name === XATTR_OPAQUE && value === 'y' && header.type === 'directory') this.check(set(name, Buffer.from('y')), `mark ${rel || '/'} opaque`);
+        continue;
+      }
       this.check(set(name, Buffer.from(value, 'latin1')), `set xattr ${name} on ${rel}`);
     }
   }
