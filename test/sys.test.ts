@@ -93,7 +93,7 @@ t.test('constants', async (tt) => {
   const fns = [
     'lstatAt', 'fstat', 'openAt', 'close', 'mkdirAt', 'mknodAt', 'symlinkAt', 'linkAt', 'unlinkAt',
     'renameAt2', 'readlinkAt', 'chmodAt', 'chownAt', 'utimensAt', 'futimens', 'fchmod', 'fchown',
-    'ftruncate', 'fsync', 'fdatasync', 'syncfs', 'getxattrAt', 'setxattrAt', 'listxattrAt', 'removexattrAt',
+    'ftruncate', 'fsync', 'fdatasync', 'syncfs', 'syncfsAsync', 'getxattrAt', 'setxattrAt', 'listxattrAt', 'removexattrAt',
     'fgetxattr', 'fsetxattr', 'flistxattr', 'fremovexattr', 'readdirAt', 'statvfsFd', 'copyData',
     'umount2',
   ];
@@ -199,6 +199,14 @@ t.test('syncfs', async (tt) => {
   tt.equal(sys.syncfs(fd), 0, 'flushes the filesystem of a directory fd');
   sys.close(fd);
   tt.equal(sys.syncfs(fd), -E.EBADF, 'a closed fd: -EBADF');
+});
+
+t.test('syncfsAsync', async (tt) => {
+  const fd = sys.openAt(sys.AT_FDCWD, '/tmp', C.O_RDONLY | sys.O_DIRECTORY, 0);
+  tt.equal(await new Promise<number>((res) => sys.syncfsAsync(fd, res)), 0, 'flushes on the threadpool');
+  sys.close(fd);
+  tt.equal(await new Promise<number>((res) => sys.syncfsAsync(fd, res)), -E.EBADF, 'a closed fd: -EBADF');
+  tt.throws(() => sys.syncfsAsync(fd, 3 as unknown as () => void), TypeError, 'the callback must be a function');
 });
 
 t.test('statvfsFd', async (tt) => {

@@ -65,7 +65,8 @@ function input(file: string): Readable {
     if (err instanceof UserError) throw err;
     throw new UserError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  return createReadStream(file);
+  // Large reads: fewer trips through the event loop per megabyte.
+  return createReadStream(file, { highWaterMark: 1 << 20 });
 }
 
 export async function importImage(a: { root?: string | undefined; file: string; ref?: string | undefined; message?: string | undefined }): Promise<void> {
@@ -249,7 +250,7 @@ export async function loadImages(a: { root?: string | undefined; input?: string 
       if (!isLayoutDir(a.input)) throw new UserError(`${a.input} is a directory but not an OCI layout (no oci-layout file)`);
       source = { dir: a.input };
     } else {
-      source = { stream: createReadStream(a.input) };
+      source = { stream: createReadStream(a.input, { highWaterMark: 1 << 20 }) };
       total = st.size;
     }
   }

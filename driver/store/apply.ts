@@ -97,6 +97,8 @@ interface DirTimes {
   mtime: [number, number];
 }
 
+const WRITE_BACK_EVERY = 64 << 20;
+
 class Unpacker {
   readonly kinds = new Map<string, Kind>([['', 'dir']]);
   /** Entry index -> path, for payload-carrying entries (the tar-split names them). */
@@ -323,6 +325,7 @@ class Unpacker {
           // The CLI's own process writing a local file: nothing else waits on this thread.
           for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
           this.size += chunk.length;
+          this.writeBack();
         } catch (err) {
           close();
           throw err;
@@ -337,6 +340,20 @@ class Unpacker {
       },
       abort: close,
     };
+  }
+
+  private flushedAt = 0;
+  private flushing = false;
+
+  /**
+   * Start writing the layer back every 64 MiB, on the threadpool: the store flushes the layer
+   * before recording it, and this way most of that wait overlaps the unpacking.
+   */
+  private writeBack(): void {
+    if (this.flushing || this.size - this.flushedAt < WRITE_BACK_EVERY) return;
+    this.flushing = true;
+    this.flushedAt = this.size;
+    sys.syncfsAsync(this.fd, () => (this.flushing = false));
   }
 
   /** Owner, mode, xattrs and (files and links now, directories at the end) times. */

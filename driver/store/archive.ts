@@ -281,7 +281,7 @@ function directoryTree(root: string): ArchiveTree {
 /** sha256 of a file, streamed. */
 async function fileDigest(path: string): Promise<Digest> {
   const h = createHash('sha256');
-  for await (const c of createReadStream(path)) h.update(c as Buffer);
+  for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(c as Buffer);
   return `sha256:${h.digest('hex')}`;
 }
 
@@ -413,7 +413,7 @@ async function loadAll(store: LayerStore, images: Images, todo: ToLoad[], out: L
     if (diffIds.length !== item.layers.length) throw new LayerFormatError(`${item.where}: ${item.layers.length} layers but the config lists ${diffIds.length} DiffIDs`);
     let parent: string | null = null;
     for (let i = 0; i < item.layers.length; i++) {
-      const rec = await store.importLayer(createReadStream(item.layers[i]!.path), parent, created);
+      const rec = await store.importLayer(createReadStream(item.layers[i]!.path, { highWaterMark: 1 << 20 }), parent, created);
       if (rec.diffId !== diffIds[i]) {
         throw new LayerFormatError(`${item.where}: layer ${i + 1} has DiffID ${rec.diffId}, the config says ${diffIds[i]}`);
       }

@@ -187,6 +187,12 @@ export declare function fdatasync(fd: number): Status;
 /** syncfs(fd): flush the whole filesystem that holds `fd`. @returns 0 or -errno. */
 export declare function syncfs(fd: number): Status;
 
+/**
+ * syncfs(fd) on the libuv threadpool; `callback` gets 0 or -errno. Used to start writeback early
+ * while the caller keeps producing data.
+ */
+export declare function syncfsAsync(fd: number, callback: (res: number) => void): void;
+
 // ---------------------------------------------------------------------------
 // Extended attributes
 //

@@ -1186,18 +1186,25 @@ out:
     return r;
 }
 
+/* Work done on the threadpool: a file copy, or a filesystem flush. */
+typedef enum { JOB_COPY, JOB_SYNCFS } job_kind;
+
 typedef struct {
     napi_async_work work;
     napi_ref callback;
-    int src, dst;
-    int64_t result; /* bytes copied or -errno */
+    job_kind kind;
+    int src, dst; /* JOB_SYNCFS: src is the fd */
+    int64_t result; /* bytes copied, or 0; or -errno */
 } copy_job;
 
 static void copy_execute(napi_env env, void *data)
 {
     (void)env; /* threadpool: no N-API calls allowed here */
     copy_job *job = data;
-    job->result = copy_sparse(job->src, job->dst);
+    if (job->kind == JOB_SYNCFS)
+        job->result = syncfs(job->src) < 0 ? -errno : 0;
+    else
+        job->result = copy_sparse(job->src, job->dst);
 }
 
 static void copy_complete(napi_env env, napi_status status, void *data)
@@ -1220,31 +1227,30 @@ static void copy_complete(napi_env env, napi_status status, void *data)
     free(job);
 }
 
-static napi_value CopyData(napi_env env, napi_callback_info info)
+/* Queue `kind` on the threadpool, calling argv[cb_arg] with its result. */
+static napi_value queue_job(napi_env env, napi_value *argv, int cb_arg, job_kind kind,
+                            int src, int dst, const char *what)
 {
-    ARGS(3);
-    ARG_INT(0, srcFd);
-    ARG_INT(1, dstFd);
     napi_valuetype type;
-    CHECK(napi_typeof(env, argv[2], &type));
+    CHECK(napi_typeof(env, argv[cb_arg], &type));
     if (type != napi_function)
         return type_error(env, "callback", "a function");
 
     /* Only a failure to even queue the job throws: nothing async exists yet. */
     copy_job *job = calloc(1, sizeof *job);
     if (job == NULL) {
-        napi_throw_error(env, NULL, "strata_sys: copyData: out of memory");
+        napi_throw_error(env, NULL, "strata_sys: out of memory");
         return NULL;
     }
-    job->src = srcFd;
-    job->dst = dstFd;
+    job->kind = kind;
+    job->src = src;
+    job->dst = dst;
 
     napi_value name, undefined;
-    if (napi_create_string_utf8(env, "strata_sys.copyData", NAPI_AUTO_LENGTH,
-                                &name) != napi_ok ||
-        napi_create_reference(env, argv[2], 1, &job->callback) != napi_ok) {
+    if (napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &name) != napi_ok ||
+        napi_create_reference(env, argv[cb_arg], 1, &job->callback) != napi_ok) {
         free(job);
-        return fail(env, "copyData setup");
+        return fail(env, "async job setup");
     }
     if (napi_create_async_work(env, NULL, name, copy_execute, copy_complete,
                                job, &job->work) != napi_ok) {
@@ -1260,6 +1266,22 @@ static napi_value CopyData(napi_env env, napi_callback_info info)
     }
     CHECK(napi_get_undefined(env, &undefined));
     return undefined;
+}
+
+static napi_value CopyData(napi_env env, napi_callback_info info)
+{
+    ARGS(3);
+    ARG_INT(0, srcFd);
+    ARG_INT(1, dstFd);
+    return queue_job(env, argv, 2, JOB_COPY, srcFd, dstFd, "strata_sys.copyData");
+}
+
+/* syncfs(fd) on the threadpool: start writing a filesystem back while the caller goes on. */
+static napi_value SyncfsAsync(napi_env env, napi_callback_info info)
+{
+    ARGS(2);
+    ARG_INT(0, fd);
+    return queue_job(env, argv, 1, JOB_SYNCFS, fd, -1, "strata_sys.syncfsAsync");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1318,6 +1340,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
         F("ftruncate", Ftruncate),
         F("fsync", Fsync),
         F("syncfs", Syncfs),
+        F("syncfsAsync", SyncfsAsync),
         F("fdatasync", Fdatasync),
         F("getxattrAt", GetxattrAt),
         F("setxattrAt", SetxattrAt),
