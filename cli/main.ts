@@ -64,9 +64,11 @@ async function main(): Promise<void> {
         const options = a.o === undefined ? [] : ([] as string[]).concat(a.o);
         const layered = a.lower !== undefined || options.some((o) => /(^|,)lowerdir=/.test(o));
         if (!layered) {
-          // One argument that names a directory is a mountpoint given without layers.
-          const { existsSync } = await import('node:fs');
-          if (a.source === undefined || (a.mountpoint === undefined && (a.source.includes('/') || existsSync(a.source)))) {
+          // One argument that is a path (image names never start with / or .) or an existing
+          // directory is a mountpoint given without layers.
+          const { statSync } = await import('node:fs');
+          const isPath = (p: string) => p.startsWith('/') || p.startsWith('.') || statSync(p, { throwIfNoEntry: false })?.isDirectory() === true;
+          if (a.source === undefined || (a.mountpoint === undefined && isPath(a.source))) {
             throw new UserError('no lower layers: give --lower L1:L2 or -o lowerdir=L1:L2, or mount an image: strata mount IMAGE [MNT]');
           }
           if (a.foreground) throw new UserError('--foreground is for layer mounts; image mounts run in the background');

@@ -233,6 +233,10 @@ t.test('image mounts: read-only, or a writable layer dropped at umount; rmi wait
   ok(t, s('umount', rw), 'umount');
   t.equal(s('layers').stdout.split('\n').filter((l) => / rw /.test(l)).length, 0, 'dropped at umount');
   t.notOk(isMounted(rw));
+  ok(t, s('tag', 'img', 'org/app:1'), 'tag with a repository path');
+  const named = ok(t, s('mount', 'org/app:1'), 'mount an image whose name has a slash').trim();
+  t.teardown(() => unmountStrata(named));
+  ok(t, s('umount', named), 'umount');
   ok(t, s('check'), 'check');
 });
 
