@@ -15,6 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { extract as tarExtract, type Header } from 'tar-stream';
 import { sys } from '../native/sys.js';
+import { errnoName } from '../fs/errno.js';
 import { OPAQUE_MARKER, WH_PREFIX, XATTR_OPAQUE, isPrivateXattr, makeWhiteout } from '../fs/encoding.js';
 import { closeLayerStack, openLayerStack, type LayerStack } from '../fs/layers.js';
 import { newStat, S, S_IFBLK, S_IFCHR, S_IFIFO } from '../fs/stat.js';
@@ -411,10 +412,6 @@ class Unpacker {
   }
 }
 
-function errnoName(errno: number): string {
-  const names: Record<number, string> = { 2: 'ENOENT', 13: 'EACCES', 17: 'EEXIST', 20: 'ENOTDIR', 21: 'EISDIR', 28: 'ENOSPC', 36: 'ENAMETOOLONG', 39: 'ENOTEMPTY', 95: 'EOPNOTSUPP' };
-  return names[errno] ?? `errno ${errno}`;
-}
 
 function removeTree(dirfd: number, rel: string): void {
   const list = sys.readdirAt(dirfd, rel);

@@ -15,6 +15,7 @@ import { pack as tarPack, type Header, type Pack } from 'tar-stream';
 
 type Headers = Partial<Header> & Pick<Header, 'name'>;
 import { sys } from '../native/sys.js';
+import { errnoName } from '../fs/errno.js';
 import { OPAQUE_MARKER, WH_PREFIX, XATTR_OPAQUE, XATTR_REDIRECT, isWhiteoutStat, xattrFromLayer } from '../fs/encoding.js';
 import { closeLayerStack, openLayerStack } from '../fs/layers.js';
 import { newStat, S, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, statSize } from '../fs/stat.js';
@@ -35,7 +36,7 @@ export function replay(segments: AsyncIterable<StoredSegment>, layerDir: string)
 
 async function* replayChunks(segments: AsyncIterable<StoredSegment>, layerDir: string): AsyncGenerator<Buffer> {
   const root = sys.openAt(sys.AT_FDCWD, layerDir, fsc.O_RDONLY | sys.O_DIRECTORY, 0);
-  if (root < 0) throw new Error(`cannot open layer ${layerDir} (errno ${-root})`);
+  if (root < 0) throw new Error(`cannot open layer ${layerDir} (${errnoName(root)})`);
   const st = newStat();
   try {
     for await (const seg of segments) {
@@ -132,7 +133,7 @@ class DiffWriter {
       return;
     }
     const fd = sys.openAt(data.fd, data.path, fsc.O_RDONLY | sys.O_NOFOLLOW, 0);
-    if (fd < 0) throw new Error(`cannot read ${h.name} (errno ${-fd})`);
+    if (fd < 0) throw new Error(`cannot read ${h.name} (${errnoName(fd)})`);
     const size = h.size ?? 0;
     if (size <= READ_STEP) {
       // Small files whole, as one buffer: the common case, without a stream per file.
@@ -188,7 +189,7 @@ class DiffWriter {
         return { ...h, type: 'file', size: statSize(st) };
       case S_IFLNK: {
         const target = sys.readlinkAt(e.fd, e.path);
-        if (typeof target === 'number') throw new Error(`cannot read the symlink ${e.rel} (errno ${-target})`);
+        if (typeof target === 'number') throw new Error(`cannot read the symlink ${e.rel} (${errnoName(target)})`);
         return { ...h, type: 'symlink', linkname: target };
       }
       case S_IFCHR:
@@ -250,7 +251,7 @@ export function diffUpper(upperDir: string, parents: string[], opts: DiffOptions
   const writer = new DiffWriter(pack, opts);
   const run = async () => {
     const root = sys.openAt(sys.AT_FDCWD, upperDir, fsc.O_RDONLY | sys.O_DIRECTORY, 0);
-    if (root < 0) throw new Error(`cannot open ${upperDir} (errno ${-root})`);
+    if (root < 0) throw new Error(`cannot open ${upperDir} (${errnoName(root)})`);
     try {
       await walkUpper(writer, root, '', upperDir, parents);
     } finally {
@@ -264,7 +265,7 @@ export function diffUpper(upperDir: string, parents: string[], opts: DiffOptions
 
 async function walkUpper(w: DiffWriter, root: number, dir: string, upperDir: string, parents: string[]): Promise<void> {
   const list = sys.readdirAt(root, dir === '' ? '.' : dir);
-  if (typeof list === 'number') throw new Error(`cannot list ${dir || '/'} of ${upperDir} (errno ${-list})`);
+  if (typeof list === 'number') throw new Error(`cannot list ${dir || '/'} of ${upperDir} (${errnoName(list)})`);
   const st = newStat();
   for (const name of sortedNames(list.names)) {
     const rel = dir === '' ? name : `${dir}/${name}`;
@@ -375,7 +376,7 @@ export function changesUpper(upperDir: string, parents: string[]): Change[] {
   const root = sys.openAt(sys.AT_FDCWD, upperDir, fsc.O_RDONLY | sys.O_DIRECTORY, 0);
   if (root < 0) {
     if (stack !== null) closeLayerStack(stack);
-    throw new Error(`cannot open ${upperDir} (errno ${-root})`);
+    throw new Error(`cannot open ${upperDir} (${errnoName(root)})`);
   }
   try {
     const below = stack === null ? null : new Union(stack, { maxCacheEntries: 100_000 });
@@ -402,7 +403,7 @@ export function changesUpper(upperDir: string, parents: string[]): Change[] {
     const lst = newStat();
     const walk = (dir: string, allNew: boolean) => {
       const list = sys.readdirAt(root, dir === '' ? '.' : dir);
-      if (typeof list === 'number') throw new Error(`cannot list ${dir || '/'} of ${upperDir} (errno ${-list})`);
+      if (typeof list === 'number') throw new Error(`cannot list ${dir || '/'} of ${upperDir} (${errnoName(list)})`);
       for (const name of sortedNames(list.names)) {
         const rel = dir === '' ? name : `${dir}/${name}`;
         if (sys.lstatAt(root, rel, st) < 0) continue;

@@ -20,6 +20,7 @@ import { constants as fsc, existsSync, mkdirSync, readdirSync, renameSync, rmdir
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { sys } from '../native/sys.js';
+import { errnoName } from '../fs/errno.js';
 import { applyLayer, type ApplyResult } from './apply.js';
 import { chainId, hexOf } from './digest.js';
 import { changesUpper, diffUpper, replay, type Change } from './diff.js';
@@ -165,7 +166,7 @@ export class LayerStore {
       // The unpacked diff trades places with the empty one in one step (layers/<id> always has a
       // diff), then the split joins it; the record, written last, says the content is there.
       const swap = sys.renameAt2(sys.AT_FDCWD, join(staging, 'diff'), sys.AT_FDCWD, this.diffDir(id), sys.RENAME_EXCHANGE);
-      if (swap < 0) throw new StoreError(`cannot move the layer into place (errno ${-swap})`);
+      if (swap < 0) throw new StoreError(`cannot move the layer into place (${errnoName(swap)})`);
       renameSync(join(staging, 'tar-split'), join(this.layerDir(id), 'tar-split'));
       flush(this.layerDir(id));
       rmSync(staging, { recursive: true, force: true });
@@ -348,7 +349,7 @@ export class LayerStore {
     }
     if (mountedPaths().has(mountpoint)) {
       const r = await stopMount(mountpoint);
-      if (r < 0) throw new StoreError(`cannot unmount layer ${id} at ${mountpoint} (errno ${-r}; still in use?)`);
+      if (r < 0) throw new StoreError(`cannot unmount layer ${id} at ${mountpoint} (${errnoName(r)}; still in use?)`);
     }
     await this.dropMount(mountpoint);
   }
@@ -388,7 +389,7 @@ function flush(path: string): void {
   if (fd < 0) throw new StoreError(`cannot open ${path} to flush it`);
   try {
     const r = sys.syncfs(fd);
-    if (r < 0) throw new StoreError(`cannot flush ${path} (errno ${-r})`);
+    if (r < 0) throw new StoreError(`cannot flush ${path} (${errnoName(r)})`);
   } finally {
     sys.close(fd);
   }
