@@ -9,7 +9,7 @@
  * A directory strata renamed (a redirect to its lower content) is written as an opaque directory
  * with its whole merged content, since a tar cannot say "renamed".
  */
-import { constants as fsc, readSync } from 'node:fs';
+import { constants as fsc, read, readSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pack as tarPack, type Header, type Pack } from 'tar-stream';
 
@@ -38,13 +38,55 @@ async function* replayChunks(segments: AsyncIterable<StoredSegment>, layerDir: s
   const root = sys.openAt(sys.AT_FDCWD, layerDir, fsc.O_RDONLY | sys.O_DIRECTORY, 0);
   if (root < 0) throw new Error(`cannot open layer ${layerDir} (${errnoName(root)})`);
   const st = newStat();
+  // Segments are pulled a little ahead so that small payloads are read on the threadpool,
+  // several at once, while earlier ones are written out.
+  type Pending = { raw: Buffer } | { path: string; size: number; body?: Promise<Buffer> };
+  const queue: Pending[] = [];
+  const source = segments[Symbol.asyncIterator]();
+  let done = false;
+  let payloadsAhead = 0;
+  const fill = async () => {
+    while (!done && payloadsAhead < READ_AHEAD) {
+      const next = await source.next();
+      if (next.done === true) {
+        done = true;
+        break;
+      }
+      const seg = next.value;
+      if ('raw' in seg) {
+        queue.push(seg);
+        continue;
+      }
+      const p: Pending = { path: seg.path, size: seg.size };
+      // Paths in a split were written by applyLayer, which never lets one pass through a symlink.
+      if (seg.size > 0 && seg.size <= READ_STEP) {
+        p.body = readWhole(root, seg.path, seg.size);
+        p.body.catch(() => undefined); // awaited in order below
+      }
+      queue.push(p);
+      payloadsAhead++;
+    }
+  };
   try {
-    for await (const seg of segments) {
+    for (;;) {
+      await fill();
+      const seg = queue.shift();
+      if (seg === undefined) break;
       if ('raw' in seg) {
         yield seg.raw;
         continue;
       }
-      // Paths in a split were written by applyLayer, which never lets one pass through a symlink.
+      payloadsAhead--;
+      if (seg.body !== undefined) {
+        let body: Buffer;
+        try {
+          body = await seg.body;
+        } catch {
+          throw new Error(`layer ${layerDir} changed on disk: ${seg.path} is missing or has another size`);
+        }
+        yield body;
+        continue;
+      }
       const fd = sys.openAt(root, seg.path, fsc.O_RDONLY | sys.O_NOFOLLOW, 0);
       if (fd < 0 || sys.fstat(fd, st) < 0 || statSize(st) !== seg.size) {
         if (fd >= 0) sys.close(fd);
@@ -118,7 +160,7 @@ class DiffWriter {
    * header's `pax` field; tar-stream adds path and linkpath records itself when ustar cannot
    * hold them, and the binary-safe codec (pax.ts) writes Buffer values as bytes.
    */
-  async write(h: Headers, xattrs: Array<[string, Buffer]>, data: { fd: number; path: string } | null): Promise<void> {
+  async write(h: Headers, xattrs: Array<[string, Buffer]>, data: { fd: number; path: string; prefetched?: Promise<Buffer> } | null): Promise<void> {
     const pax: Record<string, string | Buffer> = {};
     if ((h.uid ?? 0) > BIG_ID) pax['uid'] = String(h.uid);
     if ((h.gid ?? 0) > BIG_ID) pax['gid'] = String(h.gid);
@@ -130,6 +172,12 @@ class DiffWriter {
     }
     if ((h.size ?? 0) === 0) {
       await this.entry(h, Buffer.alloc(0));
+      return;
+    }
+    if (data.prefetched !== undefined) {
+      const body = await data.prefetched;
+      if (body.length !== h.size) throw new Error(`${h.name} changed while being read`);
+      await this.entry(h, body);
       return;
     }
     const fd = sys.openAt(data.fd, data.path, fsc.O_RDONLY | sys.O_NOFOLLOW, 0);
@@ -321,19 +369,64 @@ async function writeMerged(w: DiffWriter, upperDir: string, parents: string[], r
   }
 }
 
+/** How many small files of one directory are read ahead, on the threadpool, while earlier ones are written. */
+const READ_AHEAD = 16;
+
+/** A small file's whole content, read on the threadpool (cold disks serve several reads at once). */
+function readWhole(dirfd: number, path: string, size: number): Promise<Buffer> {
+  const fd = sys.openAt(dirfd, path, fsc.O_RDONLY | sys.O_NOFOLLOW, 0);
+  if (fd < 0) return Promise.reject(new Error(`cannot read ${path} (${errnoName(fd)})`));
+  const st = newStat();
+  if (sys.fstat(fd, st) < 0 || statSize(st) !== size) {
+    sys.close(fd);
+    return Promise.reject(new Error(`${path} does not have the size expected (${size})`));
+  }
+  const buf = Buffer.allocUnsafe(size);
+  return new Promise((resolve, reject) => {
+    const step = (got: number) => {
+      if (got === size) {
+        sys.close(fd);
+        return resolve(buf);
+      }
+      read(fd, buf, got, size - got, got, (err, n) => {
+        if (err !== null || n === 0) {
+          sys.close(fd);
+          return reject(err ?? new Error(`${path} shrank while being read`));
+        }
+        step(got + n);
+      });
+    };
+    step(0);
+  });
+}
+
 async function writeMergedChildren(w: DiffWriter, u: Union, dir: Node, rel: string): Promise<void> {
   const { names, nodes } = u.list(dir);
   const order = names.map((n, i) => ({ n, node: nodes[i]! })).filter((x) => x.n !== '.' && x.n !== '..');
   order.sort((a, b) => Buffer.compare(Buffer.from(a.n), Buffer.from(b.n)));
   const st = newStat();
-  for (const { n, node } of order) {
-    const childRel = rel === '' ? n : `${rel}/${n}`;
+  const items = order.map(({ n, node }) => {
     u.stat(node, st);
     const { layer, path } = u.location(node);
-    const e: Entry = { rel: childRel, st: Uint32Array.from(st), fd: layer.fd, path };
+    const e: Entry = { rel: rel === '' ? n : `${rel}/${n}`, st: Uint32Array.from(st), fd: layer.fd, path };
+    return { node, e, body: undefined as Promise<Buffer> | undefined };
+  });
+  const smallFile = (st: Uint32Array) => (st[S.mode]! & S_IFMT) === S_IFREG && statSize(st) > 0 && statSize(st) <= READ_STEP;
+  let ahead = 0;
+  for (let i = 0; i < items.length; i++) {
+    for (; ahead < items.length && ahead < i + READ_AHEAD; ahead++) {
+      const it = items[ahead]!;
+      if (smallFile(it.e.st)) {
+        it.body = readWhole(it.e.fd, it.e.path, statSize(it.e.st));
+        // Awaited in order below; a failure is reported there, not as an unhandled rejection.
+        it.body.catch(() => undefined);
+      }
+    }
+    const { node, e, body } = items[i]!;
+    // Headers in write order: the first name of a hard-linked file must be the one written first.
     const h = w.header(e);
-    await w.write(h, w.xattrs(layer.fd, path), h.type === 'file' ? { fd: layer.fd, path } : null);
-    if (node.kind === 'dir') await writeMergedChildren(w, u, node, childRel);
+    await w.write(h, w.xattrs(e.fd, e.path), h.type === 'file' ? { fd: e.fd, path: e.path, ...(body !== undefined ? { prefetched: body } : {}) } : null);
+    if (node.kind === 'dir') await writeMergedChildren(w, u, node, e.rel);
   }
 }
 
