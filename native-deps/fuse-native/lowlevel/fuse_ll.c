@@ -359,19 +359,29 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   END(3)
 }
 
-static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  BEGIN(OP_RELEASE, 3)
+/* release and releasedir: (ino, fh). */
+static void release_common(fuse_req_t req, int op, fuse_ino_t ino, struct fuse_file_info *fi) {
+  BEGIN(op, 3)
   argv[1] = num(env, (double)ino);
   argv[2] = num(env, fh_of(fi));
   END(3)
 }
 
-static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
-  BEGIN(OP_FSYNC, 4)
+/* fsync and fsyncdir: (ino, datasync, fh). */
+static void fsync_common(fuse_req_t req, int op, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  BEGIN(op, 4)
   argv[1] = num(env, (double)ino);
   argv[2] = num(env, datasync);
   argv[3] = num(env, fh_of(fi));
   END(4)
+}
+
+static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  release_common(req, OP_RELEASE, ino, fi);
+}
+
+static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  fsync_common(req, OP_FSYNC, ino, datasync, fi);
 }
 
 static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
@@ -400,18 +410,11 @@ static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 }
 
 static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  BEGIN(OP_RELEASEDIR, 3)
-  argv[1] = num(env, (double)ino);
-  argv[2] = num(env, fh_of(fi));
-  END(3)
+  release_common(req, OP_RELEASEDIR, ino, fi);
 }
 
 static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
-  BEGIN(OP_FSYNCDIR, 4)
-  argv[1] = num(env, (double)ino);
-  argv[2] = num(env, datasync);
-  argv[3] = num(env, fh_of(fi));
-  END(4)
+  fsync_common(req, OP_FSYNCDIR, ino, datasync, fi);
 }
 
 static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
