@@ -196,15 +196,16 @@ export declare function syncfsAsync(fd: number, callback: (res: number) => void)
 // ---------------------------------------------------------------------------
 // Extended attributes
 //
-// The *At forms never follow a final symlink (l*xattr semantics). They work
-// through "/proc/self/fd/<dirfd>/<path>", so with a bad `dirfd` they return
-// -ENOENT or -ENOTDIR rather than -EBADF. An empty `path` means `dirfd`
-// itself. The f* forms also accept O_PATH fds (via /proc/self/fd/<fd>).
+// The *At forms never follow a final symlink (l*xattr semantics). On Linux
+// 6.13+ they are the *xattrat() syscalls; on older kernels they go through
+// "/proc/self/fd/<dirfd>/<path>", where a bad `dirfd` gives -ENOENT or
+// -ENOTDIR rather than -EBADF. An empty `path` means `dirfd` itself. The f*
+// forms also accept O_PATH fds (via /proc/self/fd/<fd>).
 
 /**
  * lgetxattr(). @returns the value (possibly empty), -ENODATA if the attribute
- * is absent, or another -errno. For the rare path that only fits PATH_MAX
- * without the /proc prefix, a symlink gives -ENAMETOOLONG.
+ * is absent, or another -errno. Before Linux 6.13, for the rare path that only
+ * fits PATH_MAX without the /proc prefix, a symlink gives -ENAMETOOLONG.
  */
 export declare function getxattrAt(dirfd: number, path: string, name: string): Buffer | number;
 

@@ -629,6 +629,8 @@ typedef struct {
     char path[PATH_MAX];
 } xtarget;
 
+static int xt_proc(xtarget *t);
+
 static int xt_open(xtarget *t, int dirfd, const char *path)
 {
     t->owned_fd = -1;
@@ -651,6 +653,15 @@ static int xt_open(xtarget *t, int dirfd, const char *path)
     }
     t->dirfd = dirfd;
     t->rel = path;
+    /* The *xattrat() calls need no path built; the /proc one is made if they are missing. */
+    return have_xattrat ? 0 : xt_proc(t);
+}
+
+/* (dirfd, rel) of t as a /proc path for the l* calls (kernels without *xattrat). */
+static int xt_proc(xtarget *t)
+{
+    int dirfd = t->dirfd;
+    const char *path = t->rel;
     int n = snprintf(t->path, sizeof t->path, "/proc/self/fd/%d/%s", dirfd,
                      path);
     if (n >= 0 && (size_t)n < sizeof t->path)
@@ -705,7 +716,7 @@ static ssize_t xcall_path(const char *p, bool follow, xop op, const char *name,
 }
 
 /* Run one xattr operation on t; returns the syscall's result or -errno. */
-static ssize_t xcall(const xtarget *t, xop op, const char *name, void *buf,
+static ssize_t xcall(xtarget *t, xop op, const char *name, void *buf,
                      size_t size, int flags)
 {
     ssize_t r;
@@ -715,6 +726,9 @@ static ssize_t xcall(const xtarget *t, xop op, const char *name, void *buf,
         if (r >= 0 || errno != ENOSYS)
             return r < 0 ? -errno : r;
         have_xattrat = false;
+        int e = xt_proc(t);
+        if (e < 0)
+            return e;
     }
     if (t->kind != XT_FD) {
         r = xcall_path(t->path, t->kind == XT_PATH, op, name, buf, size, flags);
@@ -755,7 +769,7 @@ static ssize_t xcall(const xtarget *t, xop op, const char *name, void *buf,
  * (ERANGE), so retry a bounded number of times. On success *out holds a
  * malloc'd buffer of the returned length (possibly 0).
  */
-static ssize_t xread(const xtarget *t, xop op, const char *name, char **out)
+static ssize_t xread(xtarget *t, xop op, const char *name, char **out)
 {
     char *buf = NULL;
     ssize_t r = -ERANGE;
@@ -782,7 +796,7 @@ static ssize_t xread(const xtarget *t, xop op, const char *name, char **out)
     return r;
 }
 
-static napi_value xattr_get(napi_env env, const xtarget *t, const char *name)
+static napi_value xattr_get(napi_env env, xtarget *t, const char *name)
 {
     char *buf;
     ssize_t n = xread(t, X_GET, name, &buf);
@@ -794,7 +808,7 @@ static napi_value xattr_get(napi_env env, const xtarget *t, const char *name)
     return s == napi_ok ? r : fail(env, "napi_create_buffer_copy");
 }
 
-static napi_value xattr_list(napi_env env, const xtarget *t)
+static napi_value xattr_list(napi_env env, xtarget *t)
 {
     char *buf;
     ssize_t n = xread(t, X_LIST, NULL, &buf);
@@ -816,7 +830,7 @@ static napi_value xattr_list(napi_env env, const xtarget *t)
     return st == napi_ok ? arr : fail(env, "building the xattr name list");
 }
 
-static napi_value xattr_set(napi_env env, const xtarget *t, const char *name,
+static napi_value xattr_set(napi_env env, xtarget *t, const char *name,
                             napi_value value, int flags)
 {
     void *data = NULL;
@@ -899,7 +913,7 @@ static napi_value RemovexattrAt(napi_env env, napi_callback_info info)
 }
 
 /* An fd target; path stays unset (no 4 KiB zeroing on the hot path). */
-static const xtarget *xt_fd(xtarget *t, int fd)
+static xtarget *xt_fd(xtarget *t, int fd)
 {
     t->kind = XT_FD;
     t->fd = fd;
