@@ -31,18 +31,22 @@ PY
 fi
 SIZE=$(stat -c %s "$B/tree.tar")
 R=$B/root
-rm -rf "$R" "$B/out" && mkdir -p "$B/out"
+rm -rf "$R" "$B/out" && mkdir -p "$B/out" "$R"
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
-# measure NAME CMD: prints "ms rss_kb" of the median round (by time)
+# measure NAME CMD: prints "ms rss_kb" of the median round (by time). "@R@" in CMD and PREP
+# becomes a name new to each round: outputs are deleted only at the end, because on this VM's
+# journal-less ext4, creating files soon after deleting many scans the recently freed inodes
+# (ialloc's recently_deleted), which made whichever step followed a deletion up to 3x slower.
 measure() {
   local name=$1 cmd=$2 samples=()
   for r in $(seq "$ROUNDS"); do
-    bash -c "${PREP:-true}" >/dev/null 2>&1
+    local c=${cmd//@R@/$name$r} p=${PREP:-true}
+    bash -c "${p//@R@/$name$r}" >/dev/null 2>&1
     drop_caches
     local t0 t1 rss
     t0=$(date +%s%N)
-    /usr/bin/time -f '%M' -o "$B/rss" bash -c "$cmd" >/dev/null 2>&1
+    /usr/bin/time -f '%M' -o "$B/rss" bash -c "$c" >/dev/null 2>&1
     rss=$(tail -1 "$B/rss")
     t1=$(date +%s%N)
     samples+=("$(( (t1 - t0) / 1000000 )) $rss")
@@ -56,9 +60,10 @@ row() { # name ms rss
 
 echo "| step | ms | MB/s | peak RSS MB |"
 echo "| --- | ---: | ---: | ---: |"
-read -r tx_ms tx_rss < <(PREP="rm -rf $B/out/x" measure tar-x "mkdir $B/out/x && tar -C $B/out/x -xf $B/tree.tar")
+read -r tx_ms tx_rss < <(PREP="mkdir $B/out/@R@" measure tar-x "tar -C $B/out/@R@ -xf $B/tree.tar")
 row "tar -x (reference for import)" "$tx_ms" "$tx_rss"
-read -r im_ms im_rss < <(PREP="rm -rf $R" measure import "strata --root $R import $B/tree.tar bench:1")
+read -r im_ms im_rss < <(measure import "strata --root $R/@R@ import $B/tree.tar bench:1")
+R=$R/import1 # a store the import made
 row "strata import" "$im_ms" "$im_rss"
 read -r tc_ms tc_rss < <(PREP="rm -f $B/out/c.tar" measure tar-c "tar -C $TREE -cf $B/out/c.tar .")
 row "tar -c (reference for save and export)" "$tc_ms" "$tc_rss"
@@ -72,4 +77,4 @@ row "skopeo copy docker-archive -> oci (peer)" "$sk_ms" "$sk_rss"
 echo
 printf 'throughput vs tar: import %.2f, save %.2f, export %.2f (target >= 0.5)\n' \
   "$(echo "scale=2; $tx_ms / $im_ms" | bc)" "$(echo "scale=2; $tc_ms / $sv_ms" | bc)" "$(echo "scale=2; $tc_ms / $ex_ms" | bc)"
-rm -rf "$R" "$B/out"
+rm -rf "$B/root" "$B/out"

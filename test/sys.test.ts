@@ -95,7 +95,8 @@ t.test('constants', async (tt) => {
     'renameAt2', 'readlinkAt', 'chmodAt', 'chownAt', 'utimensAt', 'futimens', 'fchmod', 'fchown',
     'ftruncate', 'fsync', 'fdatasync', 'syncfs', 'syncfsAsync', 'getxattrAt', 'setxattrAt', 'listxattrAt', 'removexattrAt',
     'fgetxattr', 'fsetxattr', 'flistxattr', 'fremovexattr', 'readdirAt', 'statvfsFd', 'copyData',
-    'umount2',
+    'umount2', 'writerOpen', 'writerCreate', 'writerData', 'writerXattr', 'writerFinish', 'writerDir',
+    'writerSymlink', 'writerWait', 'writerClose',
   ];
   tt.same(Object.keys(sys).sort(), [...fns, ...Object.keys(expected)].sort(), 'exactly these exports');
 });
@@ -545,6 +546,50 @@ t.test('readdirAt', async (tt) => {
   tt.equal(sys.readdirAt(dfd, 'missing'), -E.ENOENT);
   tt.equal(sys.readdirAt(-1, ''), -E.EBADF);
   tt.equal(Object.keys(asMap(sys.readdirAt(dfd, ''))).length, 9, 'repeatable: dirfd offset untouched');
+});
+
+t.test('file writer: files, directories and symlinks in order; the first failure is kept', async (tt) => {
+  const { dir, fd } = scratch('writer');
+  const w = sys.writerOpen(fd);
+  tt.equal(sys.writerDir(w, 'd', true, 12, 34, 0o2750), 0);
+  tt.equal(sys.writerCreate(w, 'd/f', 0o600), 0);
+  const big = Buffer.alloc(3 * MiB, 7);
+  tt.equal(sys.writerData(w, Buffer.from('head-')), 0);
+  tt.equal(sys.writerData(w, big), 0);
+  big.fill(0); // the writer copied the chunk when it was submitted
+  tt.equal(sys.writerXattr(w, 'user.k', Buffer.from([0, 255, 1])), 0);
+  tt.equal(sys.writerFinish(w, 56, 78, true, 0o4755, 1_000_000_000, 5, 1_600_000_000, 123_456_789), 0);
+  tt.equal(sys.writerSymlink(w, 'd/l', '../nowhere', 9, 10, 1_000_000_000, 0, 1_500_000_000, 42), 0);
+  tt.equal(sys.writerWait(w), null, 'no failure');
+  const st = fs.lstatSync(path.join(dir, 'd/f'), { bigint: true });
+  tt.equal(Number(st.mode & 0o7777n), 0o4755, 'mode set after chown (setuid kept)');
+  tt.same([Number(st.uid), Number(st.gid)], [56, 78]);
+  tt.equal(st.mtimeNs, 1_600_000_000_123_456_789n);
+  tt.equal(st.size, BigInt(5 + 3 * MiB));
+  const data = fs.readFileSync(path.join(dir, 'd/f'));
+  tt.equal(data.subarray(0, 5).toString(), 'head-');
+  tt.ok(data.subarray(5).every((b) => b === 7), 'the data as submitted');
+  tt.same(sys.getxattrAt(fd, 'd/f', 'user.k'), Buffer.from([0, 255, 1]));
+  const d = fs.lstatSync(path.join(dir, 'd'));
+  tt.same([d.mode & 0o7777, d.uid, d.gid], [0o2750, 12, 34]);
+  const l = fs.lstatSync(path.join(dir, 'd/l'), { bigint: true });
+  tt.same([fs.readlinkSync(path.join(dir, 'd/l')), Number(l.uid), l.mtimeNs], ['../nowhere', 9, 1_500_000_000_000_000_042n]);
+
+  // A failure: everything after it is dropped, and submits say so.
+  tt.equal(sys.writerCreate(w, 'd/f', 0o644), 0, 'queued; fails on the thread');
+  sys.writerData(w, Buffer.from('lost'));
+  sys.writerFinish(w, 0, 0, false, -1, 0, 0, 0, 0);
+  tt.same(sys.writerWait(w), [E.EEXIST, 'create', 'd/f']);
+  tt.equal(sys.writerCreate(w, 'd/g', 0o644), 1, 'the writer has failed');
+  tt.equal(sys.writerDir(w, 'e', true, 0, 0, 0o755), 1);
+  tt.same(sys.writerClose(w), [E.EEXIST, 'create', 'd/f']);
+  tt.notOk(fs.existsSync(path.join(dir, 'd/g')) || fs.existsSync(path.join(dir, 'e')), 'nothing after the failure');
+  tt.equal(fs.readFileSync(path.join(dir, 'd/f')).length, 5 + 3 * MiB, 'the existing file untouched');
+  tt.throws(() => sys.writerWait(w), /closed/, 'a closed writer refuses calls');
+  const w2 = sys.writerOpen(fd);
+  tt.equal(sys.writerCreate(w2, 'x'.repeat(5000), 0o644), -E.ENAMETOOLONG, 'a path the kernel cannot take');
+  tt.equal(sys.writerCreate(w2, 'a\0b', 0o644), -E.EINVAL);
+  tt.equal(sys.writerClose(w2), null);
 });
 
 t.test('copyData', async (tt) => {

@@ -10,11 +10,12 @@
  * anything but an earlier entry of this layer. Every write is relative to the new layer's
  * directory fd, to a path whose every parent this code made as a real directory.
  */
-import { constants as fsc, writeSync } from 'node:fs';
+import { constants as fsc } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { extract as tarExtract, type Header } from 'tar-stream';
 import { sys } from '../native/sys.js';
+import type { FileWriter, WriterFailure } from '../../native-deps/sys/index.js';
 import { errnoName } from '../fs/errno.js';
 import { OPAQUE_MARKER, WH_PREFIX, XATTR_OPAQUE, isPrivateXattr, makeWhiteout } from '../fs/encoding.js';
 import { closeLayerStack, openLayerStack, type LayerStack } from '../fs/layers.js';
@@ -113,6 +114,12 @@ class Unpacker {
   private readonly setgidDirs = new Set<string>();
   private readonly lowerView: Union | null;
   private readonly st = newStat();
+  /**
+   * Regular files are created, filled and labelled by the file writer's thread, in order, while
+   * this thread parses on; anything else that touches a path it may still be writing waits first.
+   */
+  private readonly writer: FileWriter;
+  private writerOpen = true;
   size = 0;
 
   constructor(
@@ -120,6 +127,30 @@ class Unpacker {
     lowers: LayerStack | null,
   ) {
     this.lowerView = lowers === null ? null : new Union(lowers, { maxCacheEntries: 100_000 });
+    this.writer = sys.writerOpen(fd);
+  }
+
+  /** Wait for the file writer; its first failure is thrown here. */
+  private settle(): void {
+    this.throwFailure(sys.writerWait(this.writer));
+  }
+
+  private throwFailure(failure: WriterFailure | null): void {
+    if (failure !== null) throw new Error(`${failure[1]} ${failure[2]}: ${errnoName(failure[0])}`);
+  }
+
+  /** A submit's answer: 1 means an earlier file failed (thrown by settle), < 0 this one. */
+  private submitted(r: number, what: string): void {
+    if (r === 1) this.settle();
+    else if (r < 0) throw new Error(`${what}: ${errnoName(-r)}`);
+  }
+
+  /** Stop the file writer after what it was given; its failure is thrown unless `quiet`. */
+  close(quiet: boolean): void {
+    if (!this.writerOpen) return;
+    this.writerOpen = false;
+    const failure = sys.writerClose(this.writer);
+    if (!quiet) this.throwFailure(failure);
   }
 
   /** The lower layers' entry at rel, if they show one. */
@@ -170,9 +201,7 @@ class Unpacker {
         mtime: [this.st[S.mtimeLo]! + this.st[S.mtimeHi]! * 2 ** 32, this.st[S.mtimeNs]!],
       });
     }
-    this.check(sys.mkdirAt(this.fd, rel, 0o700), `mkdir ${rel}`);
-    this.check(sys.chownAt(this.fd, rel, uid, gid), `chown ${rel}`);
-    this.check(sys.chmodAt(this.fd, rel, mode), `chmod ${rel}`);
+    this.submitted(sys.writerDir(this.writer, rel, true, uid, gid, mode), `mkdir ${rel}`);
     if (mode & 0o2000) this.setgidDirs.add(rel);
     this.kinds.set(rel, 'dir');
   }
@@ -195,6 +224,7 @@ class Unpacker {
       if (under(p)) throw new LayerFormatError(`${shown}: replaces ${p}, written earlier in the same tar; such a tar cannot be stored reproducibly`);
     }
     for (const k of [...this.dirTimes.keys()]) if (under(k)) this.dirTimes.delete(k);
+    this.settle();
     if (kind === 'dir') {
       removeTree(this.fd, rel);
       for (const k of [...this.kinds.keys()]) if (under(k)) this.kinds.delete(k);
@@ -231,6 +261,7 @@ class Unpacker {
     if (rel === '') {
       // The layer root ("./"): its metadata is the directory's.
       if (type !== 'directory') throw new LayerFormatError(`${shown}: the root entry must be a directory`);
+      this.settle();
       this.meta('', header, true);
       return null;
     }
@@ -238,11 +269,10 @@ class Unpacker {
     switch (type) {
       case 'directory': {
         this.clear(rel, true, shown);
-        if (this.kinds.get(rel) !== 'dir') {
-          this.check(sys.mkdirAt(this.fd, rel, 0o700), `mkdir ${shown}`);
-          this.kinds.set(rel, 'dir');
-        }
-        this.meta(rel, header, true);
+        const create = this.kinds.get(rel) !== 'dir';
+        this.kinds.set(rel, 'dir');
+        this.submitted(sys.writerDir(this.writer, rel, create, header.uid ?? 0, header.gid ?? 0, (header.mode ?? 0o755) & 0o7777), `mkdir ${shown}`);
+        this.dirMeta(rel, header);
         return null;
       }
       case 'file':
@@ -263,21 +293,30 @@ class Unpacker {
           throw new LayerFormatError(`${shown}: hard link to ${JSON.stringify(header.linkname)}, which is not a file of this layer`);
         }
         this.clear(rel, false, shown);
+        this.settle();
         this.check(sys.linkAt(this.fd, target, this.fd, rel), `link ${shown}`);
         this.kinds.set(rel, tkind);
         return null;
       }
       case 'symlink': {
         this.clear(rel, false, shown);
-        this.check(sys.symlinkAt(header.linkname ?? '', this.fd, rel), `symlink ${shown}`);
         this.kinds.set(rel, 'symlink');
-        this.meta(rel, header, false);
+        const mtime = timeOf(paxOf(header), 'mtime', header.mtime);
+        const atime = paxOf(header)?.['atime'] !== undefined ? timeOf(paxOf(header), 'atime', header.mtime) : mtime;
+        const target = header.linkname ?? '';
+        const r = sys.writerSymlink(this.writer, rel, target, header.uid ?? 0, header.gid ?? 0, atime[0], atime[1], mtime[0], mtime[1]);
+        this.submitted(r, `symlink ${shown}`);
+        if (Object.keys(paxOf(header) ?? {}).some((k) => k.startsWith(XATTR_PAX_PREFIX))) {
+          this.settle();
+          this.xattrs(header, (name, value) => sys.setxattrAt(this.fd, rel, name, value, 0), rel);
+        }
         return null;
       }
       case 'character-device':
       case 'block-device':
       case 'fifo': {
         this.clear(rel, false, shown);
+        this.settle();
         const fmt = type === 'fifo' ? S_IFIFO : type === 'block-device' ? S_IFBLK : S_IFCHR;
         const dev = type === 'fifo' ? 0 : makedev(header.devmajor ?? 0, header.devminor ?? 0);
         this.check(sys.mknodAt(this.fd, rel, fmt | 0o600, dev), `mknod ${shown}`);
@@ -294,6 +333,8 @@ class Unpacker {
     const dir = parentOf(rel);
     const base = baseOf(rel);
     this.parentDir(rel, shown);
+    // The directory may still be on its way (the writer makes it).
+    this.settle();
     if (base === OPAQUE_MARKER) {
       this.check(sys.setxattrAt(this.fd, dir === '' ? '.' : dir, XATTR_OPAQUE, Buffer.from('y'), 0), `mark ${dir || '/'} opaque`);
       return;
@@ -311,35 +352,16 @@ class Unpacker {
   private file(rel: string, header: Header): EntrySink {
     // Created with its final permission bits (applyLayer clears the umask), so only owners other
     // than root's and setuid/setgid/sticky bits need more syscalls.
-    const fd = this.check(
-      sys.openAt(this.fd, rel, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | sys.O_NOFOLLOW, (header.mode ?? 0o644) & 0o777),
-      `create ${rel}`,
-    );
-    let open = true;
-    const close = () => {
-      if (open) sys.close(fd);
-      open = false;
-    };
+    this.submitted(sys.writerCreate(this.writer, rel, (header.mode ?? 0o644) & 0o777), `create ${rel}`);
     return {
       write: (chunk) => {
-        try {
-          // The CLI's own process writing a local file: nothing else waits on this thread.
-          for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
-          this.size += chunk.length;
-          this.writeBack();
-        } catch (err) {
-          close();
-          throw err;
-        }
+        this.submitted(sys.writerData(this.writer, chunk), `write ${rel}`);
+        this.size += chunk.length;
+        this.writeBack();
       },
-      end: () => {
-        try {
-          this.metaFd(fd, rel, header);
-        } finally {
-          close();
-        }
-      },
-      abort: close,
+      end: () => this.finishFile(rel, header),
+      // The writer closes the file when it stops; the caller removes the layer.
+      abort: () => {},
     };
   }
 
@@ -362,31 +384,44 @@ class Unpacker {
     const path = rel === '' ? '.' : rel;
     this.check(sys.chownAt(this.fd, path, header.uid ?? 0, header.gid ?? 0), `chown ${rel}`);
     if (header.type !== 'symlink') this.check(sys.chmodAt(this.fd, path, (header.mode ?? 0o755) & 0o7777), `chmod ${rel}`);
+    if (isDir) return this.dirMeta(rel, header);
     this.xattrs(header, (name, value) => sys.setxattrAt(this.fd, path, name, value, 0), rel);
     const mtime = timeOf(paxOf(header), 'mtime', header.mtime);
     const atime = paxOf(header)?.['atime'] !== undefined ? timeOf(paxOf(header), 'atime', header.mtime) : mtime;
-    if (isDir) {
-      this.dirTimes.set(rel, { rel: path, atime, mtime });
-      if ((header.mode ?? 0) & 0o2000) this.setgidDirs.add(rel);
-      else this.setgidDirs.delete(rel);
-    }
-    else this.check(sys.utimensAt(this.fd, path, atime[0], atime[1], mtime[0], mtime[1]), `set times of ${rel}`);
+    this.check(sys.utimensAt(this.fd, path, atime[0], atime[1], mtime[0], mtime[1]), `set times of ${rel}`);
   }
 
-  private metaFd(fd: number, rel: string, header: Header): void {
+  /** A directory's xattrs, and its times for the end; its owner and mode are already set. */
+  private dirMeta(rel: string, header: Header): void {
+    const path = rel === '' ? '.' : rel;
+    if (paxOf(header) !== undefined) {
+      // Rare: the directory must exist (the writer made it) before its xattrs go on.
+      this.settle();
+      this.xattrs(header, (name, value) => sys.setxattrAt(this.fd, path, name, value, 0), rel);
+    }
+    const mtime = timeOf(paxOf(header), 'mtime', header.mtime);
+    const atime = paxOf(header)?.['atime'] !== undefined ? timeOf(paxOf(header), 'atime', header.mtime) : mtime;
+    this.dirTimes.set(rel, { rel: path, atime, mtime });
+    if ((header.mode ?? 0) & 0o2000) this.setgidDirs.add(rel);
+    else this.setgidDirs.delete(rel);
+  }
+
+  private finishFile(rel: string, header: Header): void {
     const uid = header.uid ?? 0;
     const gid = header.gid ?? 0;
     // A setgid parent gave the file its group: then the owner has to be set even for root's.
-    if (uid !== 0 || gid !== 0 || this.setgidDirs.has(parentOf(rel))) this.check(sys.fchown(fd, uid, gid), `chown ${rel}`);
-    // After chown, which clears setuid and setgid.
+    const chown = uid !== 0 || gid !== 0 || this.setgidDirs.has(parentOf(rel));
     const mode = (header.mode ?? 0o644) & 0o7777;
-    if (mode & 0o7000) this.check(sys.fchmod(fd, mode), `chmod ${rel}`);
-    this.xattrs(header, (name, value) => sys.fsetxattr(fd, name, value, 0), rel);
+    this.xattrs(header, (name, value) => sys.writerXattr(this.writer, name, value), rel);
     const mtime = timeOf(paxOf(header), 'mtime', header.mtime);
     const atime = paxOf(header)?.['atime'] !== undefined ? timeOf(paxOf(header), 'atime', header.mtime) : mtime;
-    this.check(sys.futimens(fd, atime[0], atime[1], mtime[0], mtime[1]), `set times of ${rel}`);
+    this.submitted(
+      sys.writerFinish(this.writer, uid, gid, chown, mode & 0o7000 ? mode : -1, atime[0], atime[1], mtime[0], mtime[1]),
+      `finish ${rel}`,
+    );
   }
 
+  /** Set the tar's xattrs through `set`, which answers like a syscall or a writer submit. */
   private xattrs(header: Header, set: (name: string, value: Buffer) => number, rel: string): void {
     const pax = paxOf(header);
     if (pax === undefined) return;
@@ -396,15 +431,21 @@ class Unpacker {
       // Of the overlay's own marks, a tar may carry only the opaque one, on a directory (the
       // xattr encoding of `.wh..wh..opq`); no other reaches the layer.
       if (isPrivateXattr(name)) {
-        if (name === XATTR_OPAQUE && value === 'y' && header.type === 'directory') this.check(set(name, Buffer.from('y')), `mark ${rel || '/'} opaque`);
+        if (name === XATTR_OPAQUE && value === 'y' && header.type === 'directory') this.applied(set(name, Buffer.from('y')), `mark ${rel || '/'} opaque`);
         continue;
       }
-      this.check(set(name, Buffer.from(value, 'latin1')), `set xattr ${name} on ${rel}`);
+      this.applied(set(name, Buffer.from(value, 'latin1')), `set xattr ${name} on ${rel}`);
     }
+  }
+
+  private applied(r: number, what: string): void {
+    if (r === 1) this.settle();
+    else this.check(r, what);
   }
 
   /** Directory times last, deepest first: adding entries changed them. */
   finish(): void {
+    this.settle();
     const dirs = [...this.dirTimes.values()].sort((a, b) => b.rel.length - a.rel.length);
     for (const d of dirs) {
       this.check(sys.utimensAt(this.fd, d.rel === '' ? '.' : d.rel, d.atime[0], d.atime[1], d.mtime[0], d.mtime[1]), `set times of ${d.rel}`);
@@ -520,6 +561,7 @@ async function unpack(input: Readable, target: string, lowers: string[], splitPa
     if (splitter.bytes === 0) throw new LayerFormatError('empty input: not a tar archive');
     if (entries === 0 && splitter.bytes < 1024) throw new LayerFormatError('truncated tar archive');
     unpacker.finish();
+    unpacker.close(false);
     const { diffId, bytes, segments } = splitter.finish();
     store(segments);
     if (payloadsStored !== unpacker.payloads.length) throw new LayerFormatError('the tar layout is not understood (its entries are ambiguous); not stored');
@@ -527,6 +569,7 @@ async function unpack(input: Readable, target: string, lowers: string[], splitPa
     splitWriter.close();
     return { diffId, tarBytes: bytes, size: unpacker.size };
   } finally {
+    unpacker.close(true);
     if (!splitClosed) splitWriter.close();
     if (stack !== null) closeLayerStack(stack);
     sys.close(fd);

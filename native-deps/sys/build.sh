@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"
 
 out=build/Release/strata_sys.node
-if [[ -f $out && $out -nt strata_sys.c && $out -nt binding.gyp ]]; then
+if [[ -f $out && $out -nt strata_sys.c && $out -nt file_writer.c && $out -nt file_writer.h && $out -nt binding.gyp ]]; then
   exit 0
 fi
 

@@ -10,7 +10,8 @@
  * ```
  *
  * Conventions, shared by every function:
- * - Synchronous, except {@link copyData}.
+ * - Synchronous, except {@link copyData}, {@link syncfsAsync} and the file
+ *   writer (its own thread; see {@link writerOpen}).
  * - OS errors are never thrown: a negative errno is returned instead
  *   (`-2` for ENOENT, see `os.constants.errno`). Only arguments of the wrong
  *   type throw, always a `TypeError` (code `ERR_INVALID_ARG_TYPE`).
@@ -280,6 +281,68 @@ export declare function readdirAt(dirfd: number, path: string): DirEntries | num
  * @throws TypeError if `callback` is not a function.
  */
 export declare function copyData(srcFd: number, dstFd: number, callback: (res: number) => void): void;
+
+// ---------------------------------------------------------------------------
+// File writer: a layer's regular files created, filled and labelled on a thread of their own
+// (file_writer.c), in submission order, while JS parses the next tar entries.
+
+/** A file writer; closed by {@link writerClose} (or, as a last resort, when collected). */
+export interface FileWriter {
+  readonly __fileWriter: unique symbol;
+}
+
+/** What failed first: [errno, the call ("create", "write", ...), the path]. */
+export type WriterFailure = [errno: number, call: string, path: string];
+
+/** Start a writer that creates files relative to `dirfd`, which must stay open until it is closed. */
+export declare function writerOpen(dirfd: number): FileWriter;
+
+/**
+ * Queue openat(dirfd, path, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW, mode): the file that the next
+ * data, xattr and finish calls go to. Every submit blocks while more than 64 MiB wait.
+ * @returns 0 if queued; 1 if the writer already failed (see {@link writerWait}); -ENAMETOOLONG or
+ *   -EINVAL for a path the kernel could not take.
+ */
+export declare function writerCreate(w: FileWriter, path: string, mode: number): Status;
+
+/**
+ * Queue a directory of the layer's own (never a symlink): mkdirat(path, 0700) when `create`, then
+ * fchownat and fchmodat. @returns like {@link writerCreate}.
+ */
+export declare function writerDir(w: FileWriter, path: string, create: boolean, uid: number, gid: number, mode: number): Status;
+
+/**
+ * Queue symlinkat(target, dirfd, path), then its owner and times (never following it).
+ * @returns like {@link writerCreate}.
+ */
+export declare function writerSymlink(
+  w: FileWriter, path: string, target: string, uid: number, gid: number,
+  atimeS: number, atimeNs: number, mtimeS: number, mtimeNs: number,
+): Status;
+
+/** Queue a write of a copy of `chunk` to the current file. @returns 0, or 1 after a failure. */
+export declare function writerData(w: FileWriter, chunk: Buffer): Status;
+
+/** Queue fsetxattr on the current file. @returns 0, 1 after a failure, or -ERANGE for a long name. */
+export declare function writerXattr(w: FileWriter, name: string, value: Buffer): Status;
+
+/**
+ * Queue the end of the current file: fchown (when `chown`), fchmod (when `mode` >= 0; after
+ * chown, which clears setuid and setgid), futimens, close. @returns 0, or 1 after a failure.
+ */
+export declare function writerFinish(
+  w: FileWriter, uid: number, gid: number, chown: boolean, mode: number,
+  atimeS: number, atimeNs: number, mtimeS: number, mtimeNs: number,
+): Status;
+
+/** Block until everything queued is done. @returns the first failure, or null. */
+export declare function writerWait(w: FileWriter): WriterFailure | null;
+
+/**
+ * Finish what is queued (nothing more after a failure), close the current file and stop the
+ * thread. Any later call on `w` throws. @returns the first failure, or null.
+ */
+export declare function writerClose(w: FileWriter): WriterFailure | null;
 
 // ---------------------------------------------------------------------------
 // Mounts
