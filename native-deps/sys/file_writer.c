@@ -35,7 +35,7 @@
 
 #include "file_writer.h"
 
-#define WRITER_MAX_PENDING ((size_t)64 << 20)
+#define WRITER_MAX_PENDING ((size_t)16 << 20)
 #define WRITER_WAKE_BATCH ((size_t)1 << 20)
 #define WRITER_PATH_BUF (PATH_MAX + 1)
 #define WRITER_NAME_BUF 257

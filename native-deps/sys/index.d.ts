@@ -299,7 +299,7 @@ export declare function writerOpen(dirfd: number): FileWriter;
 
 /**
  * Queue openat(dirfd, path, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW, mode): the file that the next
- * data, xattr and finish calls go to. Every submit blocks while more than 64 MiB wait.
+ * data, xattr and finish calls go to. Every submit blocks while more than 16 MiB wait.
  * @returns 0 if queued; 1 if the writer already failed (see {@link writerWait}); -ENAMETOOLONG or
  *   -EINVAL for a path the kernel could not take.
  */
