@@ -7,8 +7,9 @@
 #   fio                                benchmarks
 #   busybox-static                     a tiny real rootfs for the demo and tests
 #   util-linux (setpriv)               run test commands as another user
+#   runc                               the OCI runtime Docker uses: RUN steps of strata build
 set -euo pipefail
-PKGS=(libfuse2 libfuse-dev libfuse3-dev fuse3 pkg-config fuse-overlayfs attr acl libcap2-bin fio bc busybox-static util-linux psmisc bzip2 xz-utils zstd skopeo umoci)
+PKGS=(libfuse2 libfuse-dev libfuse3-dev fuse3 pkg-config fuse-overlayfs attr acl libcap2-bin fio bc busybox-static util-linux psmisc bzip2 xz-utils zstd skopeo umoci runc)
 missing=()
 for p in "${PKGS[@]}"; do
   st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
