@@ -2,6 +2,7 @@
 // against a scratch directory in /tmp, including the error returns.
 // Runs as root (mknod, chown, trusted.* xattrs, mount).
 import t, { type Test } from 'tap';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -96,7 +97,7 @@ t.test('constants', async (tt) => {
     'ftruncate', 'fsync', 'fdatasync', 'syncfs', 'syncfsAsync', 'getxattrAt', 'setxattrAt', 'listxattrAt', 'removexattrAt',
     'fgetxattr', 'fsetxattr', 'flistxattr', 'fremovexattr', 'readdirAt', 'statvfsFd', 'copyData',
     'umount2', 'writerOpen', 'writerCreate', 'writerData', 'writerXattr', 'writerFinish', 'writerDir',
-    'writerSymlink', 'writerWait', 'writerClose',
+    'writerSymlink', 'writerWait', 'writerClose', 'digestOpen', 'digestUpdate', 'digestFinish',
   ];
   tt.same(Object.keys(sys).sort(), [...fns, ...Object.keys(expected)].sort(), 'exactly these exports');
 });
@@ -590,6 +591,25 @@ t.test('file writer: files, directories and symlinks in order; the first failure
   tt.equal(sys.writerCreate(w2, 'x'.repeat(5000), 0o644), -E.ENAMETOOLONG, 'a path the kernel cannot take');
   tt.equal(sys.writerCreate(w2, 'a\0b', 0o644), -E.EINVAL);
   tt.equal(sys.writerClose(w2), null);
+});
+
+t.test('digest: SHA-256 of chunks hashed in order on the threadpool', async (tt) => {
+  const chunks = [Buffer.from('hello '), Buffer.alloc(3 * MiB, 9), Buffer.from('world')];
+  const d = sys.digestOpen();
+  for (const c of chunks) {
+    const ok = await new Promise<boolean>((resolve) => sys.digestUpdate(d, c, resolve));
+    tt.equal(ok, true);
+  }
+  const want = crypto.createHash('sha256');
+  for (const c of chunks) want.update(c);
+  tt.equal(sys.digestFinish(d), want.digest('hex'));
+  tt.throws(() => sys.digestFinish(d), /already finished/);
+  const busy = sys.digestOpen();
+  const done = new Promise<boolean>((resolve) => sys.digestUpdate(busy, Buffer.alloc(MiB), resolve));
+  tt.throws(() => sys.digestUpdate(busy, Buffer.alloc(1), () => {}), /another update runs/, 'one update at a time');
+  tt.throws(() => sys.digestFinish(busy), /while an update runs/);
+  await done;
+  tt.equal(sys.digestFinish(busy), crypto.createHash('sha256').update(Buffer.alloc(MiB)).digest('hex'));
 });
 
 t.test('copyData', async (tt) => {

@@ -12,8 +12,7 @@
 import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
 import { Transform, type TransformCallback } from 'node:stream';
 import { createGunzip, gzipSync } from 'node:zlib';
-import { createHash, type Hash } from 'node:crypto';
-import type { Digest } from './digest.js';
+import { BackgroundDigest, type Digest } from './digest.js';
 
 export type Segment = { raw: Buffer } | { entry: number; size: number };
 
@@ -21,6 +20,7 @@ export type Segment = { raw: Buffer } | { entry: number; size: number };
 export class TarLayoutError extends Error {}
 
 const BLOCK = 512;
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
 /** Headers whose data is more header (PAX records, GNU long names), as tar-stream reads them. */
 const LONG_HEADER_TYPES = new Set(['x', 'g', 'L', 'K', 'N']);
@@ -59,7 +59,7 @@ type State = 'header' | 'long' | 'data' | 'pad' | 'zero' | 'trailer';
 export class TarSplitter extends Transform {
   readonly segments: Segment[] = [];
   bytes = 0;
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash = new BackgroundDigest();
   private state: State = 'header';
   private raw: Buffer[] = [];
   private pending = Buffer.alloc(0);
@@ -82,6 +82,11 @@ export class TarSplitter extends Transform {
     // Only the archive proper goes on to the extractor: what follows the end-of-archive blocks is
     // part of the digest and of the split, never unpacked (GNU tar, Go and Docker stop there too).
     done(null, passed === chunk.length ? chunk : chunk.subarray(0, passed));
+  }
+
+  /** The stream ends only once every byte is hashed, so finish() can answer the digest. */
+  override _flush(done: TransformCallback): void {
+    this.hash.drained(() => done());
   }
 
   /** Account for `chunk`; answers how many of its bytes belong to the archive proper. */
@@ -135,7 +140,7 @@ export class TarSplitter extends Transform {
   private header(block: Buffer): void {
     this.pending = Buffer.alloc(0);
     this.raw.push(block);
-    const zero = block.every((b) => b === 0);
+    const zero = block.equals(ZERO_BLOCK);
     if (this.state === 'zero') {
       // After one zero block only a second one may come: the end of the archive.
       if (!zero) throw new TarLayoutError('a lone zero block in the middle of the archive');
@@ -196,7 +201,7 @@ export class TarSplitter extends Transform {
     if (this.pending.length > 0) this.raw.push(this.pending);
     this.segments.push({ raw: Buffer.concat(this.raw) });
     this.raw = [];
-    return { diffId: `sha256:${this.hash.digest('hex')}`, bytes: this.bytes, segments: this.segments };
+    return { diffId: this.hash.digest(), bytes: this.bytes, segments: this.segments };
   }
 }
 
@@ -208,49 +213,55 @@ export type StoredSegment = { raw: Buffer } | { path: string; size: number };
  * binary records: a tag byte, then for raw bytes (tag 0) a u32 length and the bytes, and for a
  * payload (tag 1) a u32 path length, the UTF-8 path and a u64 size.
  */
-function encodeSegment(seg: Segment, pathOf: (entry: number) => string): Buffer[] {
-  const h = Buffer.alloc(5);
-  if ('raw' in seg) {
-    h.writeUInt8(0, 0);
-    h.writeUInt32LE(seg.raw.length, 1);
-    return [h, seg.raw];
-  }
-  const path = Buffer.from(pathOf(seg.entry));
-  h.writeUInt8(1, 0);
-  h.writeUInt32LE(path.length, 1);
-  const n = Buffer.alloc(8);
-  n.writeBigUInt64LE(BigInt(seg.size), 0);
-  return [h, path, n];
-}
-
 const MEMBER = 1 << 20;
 
 /** Writes a split to a file as it is produced, so memory does not grow with the layer. */
 export class SplitWriter {
   private readonly fd: number;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  /** Records not yet compressed, encoded in place: no allocation per record. */
+  private buf = Buffer.allocUnsafe(2 * MEMBER);
+  private used = 0;
 
   constructor(path: string) {
     this.fd = openSync(path, 'wx', 0o600);
   }
 
+  private room(n: number): void {
+    if (this.used + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.used + n));
+    this.buf.copy(bigger, 0, 0, this.used);
+    this.buf = bigger;
+  }
+
   add(segments: Segment[], pathOf: (entry: number) => string): void {
     for (const seg of segments) {
-      for (const b of encodeSegment(seg, pathOf)) {
-        this.pending.push(b);
-        this.pendingBytes += b.length;
+      if ('raw' in seg) {
+        this.room(5 + seg.raw.length);
+        this.buf[this.used] = 0;
+        this.buf.writeUInt32LE(seg.raw.length, this.used + 1);
+        seg.raw.copy(this.buf, this.used + 5);
+        this.used += 5 + seg.raw.length;
+      } else {
+        const path = pathOf(seg.entry);
+        const len = Buffer.byteLength(path);
+        this.room(13 + len);
+        this.buf[this.used] = 1;
+        this.buf.writeUInt32LE(len, this.used + 1);
+        this.buf.write(path, this.used + 5, 'utf8');
+        // u64 as two u32: sizes stay below 2^53.
+        this.buf.writeUInt32LE(seg.size % 2 ** 32, this.used + 5 + len);
+        this.buf.writeUInt32LE(Math.floor(seg.size / 2 ** 32), this.used + 9 + len);
+        this.used += 13 + len;
       }
     }
-    if (this.pendingBytes >= MEMBER) this.flush();
+    if (this.used >= MEMBER) this.flush();
   }
 
   private flush(): void {
-    if (this.pendingBytes === 0) return;
-    const member = gzipSync(Buffer.concat(this.pending), { level: 1 });
+    if (this.used === 0) return;
+    const member = gzipSync(this.buf.subarray(0, this.used), { level: 1 });
     for (let off = 0; off < member.length; ) off += writeSync(this.fd, member, off);
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.used = 0;
   }
 
   close(): void {

@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"
 
 out=build/Release/strata_sys.node
-if [[ -f $out && $out -nt strata_sys.c && $out -nt file_writer.c && $out -nt file_writer.h && $out -nt binding.gyp ]]; then
+fresh=true
+for src in *.c *.h binding.gyp; do
+  [[ -f $out && $out -nt $src ]] || fresh=false
+done
+if $fresh; then
   exit 0
 fi
 

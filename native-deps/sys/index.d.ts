@@ -345,6 +345,26 @@ export declare function writerWait(w: FileWriter): WriterFailure | null;
 export declare function writerClose(w: FileWriter): WriterFailure | null;
 
 // ---------------------------------------------------------------------------
+// SHA-256 on the threadpool (digest.c): a stream's digest without spending the JS thread on it.
+
+/** A SHA-256 context. */
+export interface StreamDigest {
+  readonly __streamDigest: unique symbol;
+}
+
+export declare function digestOpen(): StreamDigest;
+
+/**
+ * Hash `chunk` on the threadpool; `callback(ok)` runs when done. One update at a time: the next
+ * only after the previous callback. `chunk` is referenced, not copied: it must not change until
+ * then. @throws Error if an update is already running or the digest is finished.
+ */
+export declare function digestUpdate(d: StreamDigest, chunk: Buffer, callback: (ok: boolean) => void): void;
+
+/** The digest as lowercase hex; no update may be running. Ends the digest. */
+export declare function digestFinish(d: StreamDigest): string;
+
+// ---------------------------------------------------------------------------
 // Mounts
 
 /**

@@ -37,6 +37,7 @@
 
 #include <node_api.h>
 
+#include "digest.h"
 #include "file_writer.h"
 
 /* glibc >= 2.28 defines these in <stdio.h>; older headers do not. */
@@ -1376,6 +1377,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
                                  sizeof functions / sizeof functions[0],
                                  functions));
     CHECK(register_file_writer(env, exports));
+    CHECK(register_digest(env, exports));
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {
         napi_value v;
         CHECK(napi_create_int64(env, constants[i].value, &v));
