@@ -207,6 +207,35 @@ async function main(): Promise<void> {
         await loadImages({ root: a.root, input: a.input });
       },
     )
+    .command(
+      'build <context>',
+      'build an image from a Dockerfile: one layer per filesystem-changing instruction, with a build cache',
+      (y) =>
+        y
+          .positional('context', { type: 'string', demandOption: true, describe: 'the build context directory' })
+          .option('tag', { alias: 't', type: 'string', describe: 'NAME[:TAG] (repeatable)' })
+          .option('file', { alias: 'f', type: 'string', describe: 'the Dockerfile (default: CONTEXT/Dockerfile)' })
+          .option('build-arg', { type: 'string', describe: 'K=V (repeatable)' })
+          .option('target', { type: 'string', describe: 'build up to this stage' })
+          .option('cache', { type: 'boolean', default: true, describe: 'use the build cache; --no-cache runs every step' })
+          .option('network', { type: 'string', default: 'none', choices: ['none', 'host', 'default'], describe: 'network of RUN steps' })
+          .option('progress', { type: 'string', default: 'auto', choices: ['auto', 'plain'], describe: 'output style (both print every step)' }),
+      async (a) => {
+        const { build } = await import('./commands/build.js');
+        await build({
+          root: a.root,
+          context: a.context,
+          file: a.file,
+          // Repeated options arrive as arrays (array: true would swallow the context argument).
+          tags: ([] as string[]).concat(a.tag ?? []),
+          buildArgs: ([] as string[]).concat(a['build-arg'] ?? []),
+          target: a.target,
+          // yargs reads --no-cache as the negation of --cache.
+          noCache: !a.cache,
+          network: a.network,
+        });
+      },
+    )
     .command('prune', 'free layers no image, layer or mount uses', (y) => y, async (a) => {
       const { prune } = await import('./commands/images.js');
       await prune({ root: a.root });

@@ -338,6 +338,20 @@ export function parseDuration(text: string): number | null {
   return end === text.length && end > 0 ? total : null;
 }
 
+/** One instruction on its own (an ONBUILD trigger when it fires), at `line` of `file`. */
+export function parseInstruction(text: string, escape: string, file: string, line: number): Instruction {
+  const body = text.trim();
+  const space = body.search(/[ \t]/);
+  const l: LogicalLine = {
+    keyword: space < 0 ? body : body.slice(0, space),
+    rest: space < 0 ? '' : body.slice(space).trim(),
+    line,
+    endLine: line,
+    heredocs: [],
+  };
+  return new InstructionParser(file, escape).parse(l);
+}
+
 export function parseDockerfile(text: string, file = 'Dockerfile'): Dockerfile {
   const { directives, lines } = logicalLines(text, file);
   const parser = new InstructionParser(file, directives.escape);

@@ -57,17 +57,25 @@ export interface MountRecord {
   layer: string | null;
 }
 
+/** A build step's result, by cache key: the image config after it and its layers (bottom first). */
+export interface BuildCacheRecord {
+  config: string;
+  layers: string[];
+}
+
 export class Metadata {
   readonly layers;
   readonly images;
   readonly tags;
   readonly mounts;
+  readonly buildCache;
 
   private constructor(readonly db: Level<string, unknown>) {
     this.layers = db.sublevel<string, LayerRecord>('layers', { valueEncoding: 'json' });
     this.images = db.sublevel<string, ImageRecord>('images', { valueEncoding: 'json' });
     this.tags = db.sublevel<string, string>('tags', { valueEncoding: 'utf8' });
     this.mounts = db.sublevel<string, MountRecord>('mounts', { valueEncoding: 'json' });
+    this.buildCache = db.sublevel<string, BuildCacheRecord>('buildcache', { valueEncoding: 'json' });
   }
 
   /**

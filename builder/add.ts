@@ -1,0 +1,143 @@
+/**
+ * What ADD does beyond COPY: a local tar (plain, gzip, bzip2, xz, zstd) is unpacked into the
+ * destination directory, and an http(s) URL is downloaded. Tar entry names are never trusted:
+ * `..` and absolute names are refused, every path is resolved inside the rootfs, and a hard link
+ * may only point at an entry unpacked before it.
+ */
+import { closeSync, createReadStream, lchownSync, linkSync, lstatSync, lutimesSync, chmodSync, mkdirSync, openSync, readSync, rmSync, symlinkSync, writeFileSync, createWriteStream, utimesSync } from 'node:fs';
+import { posix } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { extract as tarExtract, type Header as Headers } from 'tar-stream';
+import { decompressed } from '../driver/store/compression.js';
+import { cleanName } from '../driver/store/apply.js';
+import { resolveInRoot } from './fs/in-root.js';
+import { mkdirInRoot, type Ownership } from './copy.js';
+
+export class AddError extends Error {}
+
+/** A tar, or a compressed stream (then assumed to hold one), by its first bytes. */
+export async function isArchive(path: string): Promise<boolean> {
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(512);
+    const n = readSync(fd, b, 0, 512, 0);
+    const head = b.subarray(0, n);
+    if (head[0] === 0x1f && head[1] === 0x8b) return true;
+    if (head.subarray(0, 3).toString('latin1') === 'BZh') return true;
+    if (head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return true;
+    if (head.subarray(0, 4).equals(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]))) return true;
+    return n === 512 && head.subarray(257, 262).toString('latin1') === 'ustar';
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Unpack the archive at `path` into the container directory `dest`. */
+export async function extractArchive(path: string, rootfs: string, dest: string, owner: Ownership | undefined): Promise<void> {
+  mkdirInRoot(rootfs, dest);
+  const { stream } = await decompressed(createReadStream(path));
+  const ex = tarExtract();
+  const seen = new Set<string>();
+  const dirTimes: Array<[string, Date]> = [];
+  ex.on('entry', (h: Headers, body, next) => {
+    const done = (err?: unknown) => (err === undefined ? next() : ex.destroy(err as Error));
+    try {
+      const rel = cleanName(h.name);
+      if (rel === '') {
+        body.resume();
+        body.on('end', () => done());
+        return;
+      }
+      const target = posix.join(dest, rel);
+      mkdirInRoot(rootfs, posix.dirname(target));
+      const host = posix.join(resolveInRoot(rootfs, posix.dirname(target)), posix.basename(target));
+      const existing = lstatSync(host, { throwIfNoEntry: false });
+      if (existing !== undefined && !(existing.isDirectory() && h.type === 'directory')) rmSync(host, { recursive: true, force: true });
+      const uid = owner?.uid ?? h.uid ?? 0;
+      const gid = owner?.gid ?? h.gid ?? 0;
+      const finish = () => {
+        lchownSync(host, uid, gid);
+        if (h.type !== 'symlink') chmodSync(host, (h.mode ?? 0o644) & 0o7777);
+        if (h.type === 'directory') dirTimes.push([host, h.mtime ?? new Date()]);
+        else if (h.type !== 'link') lutimesSync(host, h.mtime ?? new Date(), h.mtime ?? new Date());
+        seen.add(rel);
+      };
+      switch (h.type) {
+        case 'directory':
+          if (existing === undefined || !existing.isDirectory()) mkdirSync(host);
+          finish();
+          break;
+        case 'symlink':
+          symlinkSync(h.linkname ?? '', host);
+          finish();
+          break;
+        case 'link': {
+          const to = cleanName(h.linkname ?? '');
+          if (!seen.has(to)) throw new AddError(`${h.name}: hard link to ${h.linkname}, which is not earlier in the archive`);
+          linkSync(posix.join(resolveInRoot(rootfs, posix.dirname(posix.join(dest, to))), posix.basename(to)), host);
+          seen.add(rel);
+          break;
+        }
+        case 'file':
+        case 'contiguous-file': {
+          const out = createWriteStream(host, { mode: 0o600 });
+          pipeline(body, out).then(() => {
+            try {
+              finish();
+              done();
+            } catch (err) {
+              done(err);
+            }
+          }, done);
+          return;
+        }
+        default:
+          // Devices and fifos: Docker's ADD skips what it cannot create unprivileged; so does strata.
+          break;
+      }
+      body.resume();
+      body.on('end', () => done());
+    } catch (err) {
+      body.resume();
+      done(err);
+    }
+  });
+  try {
+    await pipeline(stream, ex);
+  } catch (err) {
+    throw new AddError(`${posix.basename(path)}: ${(err as Error).message}`);
+  }
+  for (const [host, t] of dirTimes.reverse()) utimesSync(host, t, t);
+}
+
+/** ADD https://...: the file downloaded to dest (or into it), mode 0600 as Docker gives it. */
+export async function addFromUrl(
+  url: string,
+  rootfs: string,
+  dest: string,
+  destIsDir: boolean,
+  owner: Ownership | undefined,
+  mode: number | undefined,
+  fail: (message: string) => never,
+): Promise<void> {
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(60_000) });
+  } catch (err) {
+    fail(`failed to fetch ${url}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
+  }
+  if (!res.ok) fail(`failed to fetch ${url}: HTTP ${res.status} ${res.statusText}`);
+  const name = posix.basename(new URL(url).pathname);
+  if (destIsDir && name === '') fail(`cannot determine a file name from ${url}; give a destination file name`);
+  const target = destIsDir ? posix.join(dest, name) : dest;
+  mkdirInRoot(rootfs, posix.dirname(target));
+  const host = posix.join(resolveInRoot(rootfs, posix.dirname(target)), posix.basename(target));
+  writeFileSync(host, Buffer.from(await res.arrayBuffer()));
+  chmodSync(host, mode ?? 0o600);
+  if (owner !== undefined) lchownSync(host, owner.uid, owner.gid);
+  const modified = res.headers.get('last-modified');
+  if (modified !== null) {
+    const t = new Date(modified);
+    if (!Number.isNaN(t.getTime())) utimesSync(host, t, t);
+  }
+}

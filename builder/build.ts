@@ -1,0 +1,625 @@
+/**
+ * strata build: a Dockerfile's stages run in order, each instruction a step that changes the
+ * image config and, for RUN, COPY, ADD and a WORKDIR that creates its directory, adds one layer.
+ * Every step goes through the build cache first (see cache.ts): a hit restores the step's result
+ * without running anything, the first miss runs it and every later step of the stage.
+ *
+ * Output follows `docker build` (the classic builder): `Step N/M : INSTRUCTION`, ` ---> Using
+ * cache`, ` ---> <id>`, RUN output as it comes, `Successfully built` and `Successfully tagged`.
+ */
+import { createHash } from 'node:crypto';
+import { chmodSync, lchownSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { posix } from 'node:path';
+import type { Writable } from 'node:stream';
+import type { Digest } from '../driver/store/digest.js';
+import type { ImageConfig, Images } from '../driver/store/images.js';
+import type { LayerStore } from '../driver/store/store.js';
+import { BuildCache, type StepResult } from './cache.js';
+import { describeSources, hasWildcard, loadContext, matchSources, rootfsTree, type SourceTree } from './context.js';
+import { copyInto, mkdirInRoot, type Ownership } from './copy.js';
+import { DockerfileError } from './dockerfile/errors.js';
+import { parseDockerfile, parseDuration, parseInstruction, type Command, type Dockerfile, type Instruction, type Stage } from './dockerfile/parse.js';
+import { ExpansionError, ShellLex } from './dockerfile/shell-lex.js';
+import { resolveInRoot } from './fs/in-root.js';
+import { containerConfig, emptyConfig, envGet, envSet, withStep, type ContainerConfig } from './image-config.js';
+import { BuildLayers } from './layers.js';
+import { runContainer } from './runtime/runc.js';
+import { resolveUser } from './runtime/user.js';
+import { addFromUrl, isArchive, extractArchive } from './add.js';
+
+export class BuildError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+export interface BuildOptions {
+  contextDir: string;
+  dockerfile: string;
+  tags: string[];
+  buildArgs: Map<string, string>;
+  target?: string;
+  noCache: boolean;
+  network: 'none' | 'host';
+  sourceDateEpoch?: number;
+  out: Writable;
+}
+
+/** What a stage has built so far. */
+interface State {
+  config: ImageConfig;
+  /** Layer ids, bottom first. */
+  layers: string[];
+}
+
+interface StageRun {
+  stage: Stage;
+  state: State;
+  /** ARGs declared in the stage, with their values (undefined: declared without one). */
+  args: Map<string, string | undefined>;
+  /** Set once a step missed the cache: every later step of the stage runs. */
+  missed: boolean;
+  /** CMD was set in this stage (ENTRYPOINT then leaves it alone). */
+  cmdSet: boolean;
+}
+
+const DEFAULT_SHELL = ['/bin/sh', '-c'];
+
+export function stateId(config: ImageConfig): Digest {
+  return `sha256:${createHash('sha256').update(JSON.stringify(config)).digest('hex')}`;
+}
+
+function short(id: string): string {
+  return id.replace(/^sha256:/, '').slice(0, 12);
+}
+
+export class Builder {
+  private readonly lex: ShellLex;
+  private readonly layers: BuildLayers;
+  private readonly cache: BuildCache;
+  private readonly built = new Map<number, State>();
+  private readonly usedBuildArgs = new Set<string>();
+  private step = 0;
+  private steps = 0;
+  private readonly globalArgs = new Map<string, string | undefined>();
+
+  private constructor(
+    private readonly df: Dockerfile,
+    private readonly store: LayerStore,
+    private readonly images: Images,
+    private readonly opts: BuildOptions,
+    private readonly context: SourceTree,
+  ) {
+    this.lex = new ShellLex(df.directives.escape);
+    this.layers = new BuildLayers(store, opts.sourceDateEpoch);
+    this.cache = new BuildCache(store);
+  }
+
+  static async run(store: LayerStore, images: Images, opts: BuildOptions): Promise<Digest> {
+    let text: string;
+    try {
+      text = readFileSync(opts.dockerfile, 'utf8');
+    } catch (err) {
+      throw new BuildError(`cannot read the Dockerfile ${opts.dockerfile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    const df = parseDockerfile(text, posix.basename(opts.dockerfile));
+    const context = loadContext(opts.contextDir);
+    return new Builder(df, store, images, opts, context).build();
+  }
+
+  private print(line: string): void {
+    this.opts.out.write(line + '\n');
+  }
+
+  private fail(ins: Instruction, message: string, exitCode = 1): never {
+    throw new BuildError(`${this.df.file}:${ins.line}: ${ins.kind}: ${message}`, exitCode);
+  }
+
+  private async build(): Promise<Digest> {
+    for (const a of this.df.globalArgs) {
+      for (const { name, value } of a.args) {
+        const v = this.opts.buildArgs.get(name) ?? (value === undefined ? undefined : this.expand(a, value, (n) => this.globalArgs.get(n)));
+        if (this.opts.buildArgs.has(name)) this.usedBuildArgs.add(name);
+        this.globalArgs.set(name, v);
+      }
+    }
+    const targetIndex = this.targetStage();
+    const needed = this.neededStages(targetIndex);
+    this.steps = [...needed].reduce((n, i) => n + 1 + this.df.stages[i]!.instructions.length, 0);
+    let final: State | undefined;
+    for (const i of [...needed].sort((a, b) => a - b)) {
+      final = await this.buildStage(this.df.stages[i]!);
+      this.built.set(i, final);
+    }
+    for (const name of this.opts.buildArgs.keys()) {
+      if (!this.usedBuildArgs.has(name)) this.opts.out.write(`[Warning] One or more build-args [${name}] were not consumed\n`);
+    }
+    const configText = JSON.stringify(final!.config);
+    const img = await this.images.add(configText, this.opts.tags);
+    this.print(`Successfully built ${short(img.id)}`);
+    for (const t of this.opts.tags) this.print(`Successfully tagged ${t}`);
+    return img.id;
+  }
+
+  private targetStage(): number {
+    if (this.opts.target === undefined) return this.df.stages.length - 1;
+    const i = this.df.stages.findIndex((s) => s.name === this.opts.target!.toLowerCase());
+    if (i < 0) throw new BuildError(`target stage "${this.opts.target}" could not be found`);
+    return i;
+  }
+
+  /** The stage index a FROM or COPY --from names, if it names an earlier stage. */
+  private stageRef(ref: string, before: number): number | undefined {
+    const lower = ref.toLowerCase();
+    const byName = this.df.stages.findIndex((s, i) => i < before && s.name === lower);
+    if (byName >= 0) return byName;
+    if (/^\d+$/.test(ref) && parseInt(ref, 10) < before) return parseInt(ref, 10);
+    return undefined;
+  }
+
+  /** The target and the stages it needs (through FROM and COPY --from), and nothing else. */
+  private neededStages(target: number): Set<number> {
+    const need = new Set<number>();
+    const visit = (i: number) => {
+      if (need.has(i)) return;
+      need.add(i);
+      const s = this.df.stages[i]!;
+      const refs = [s.from.image, ...s.instructions.filter((x) => x.kind === 'COPY' && x.from !== undefined).map((x) => (x as { from: string }).from)];
+      for (const r of refs) {
+        const word = this.tryExpand(r, (n) => this.globalArgs.get(n));
+        const j = this.stageRef(word, i);
+        if (j !== undefined) visit(j);
+      }
+    };
+    visit(target);
+    return need;
+  }
+
+  private tryExpand(text: string, lookup: (n: string) => string | undefined): string {
+    try {
+      return this.lex.word(text, lookup);
+    } catch {
+      return text;
+    }
+  }
+
+  private expand(ins: Instruction, text: string, lookup: (n: string) => string | undefined): string {
+    try {
+      return this.lex.word(text, lookup);
+    } catch (err) {
+      if (err instanceof ExpansionError) this.fail(ins, err.message);
+      throw err;
+    }
+  }
+
+  private expandWords(ins: Instruction, text: string, lookup: (n: string) => string | undefined): string[] {
+    try {
+      return this.lex.words(text, lookup);
+    } catch (err) {
+      if (err instanceof ExpansionError) this.fail(ins, err.message);
+      throw err;
+    }
+  }
+
+  /** Variables as the stage's instructions see them: ENV first, then ARGs. */
+  private lookup(run: StageRun): (name: string) => string | undefined {
+    return (name) => envGet(containerConfig(run.state.config).Env, name) ?? run.args.get(name);
+  }
+
+  private announce(ins: Instruction, text = ins.original): void {
+    this.step++;
+    this.print(`Step ${this.step}/${this.steps} : ${text}`);
+  }
+
+  private async buildStage(stage: Stage): Promise<State> {
+    this.announce(stage.from);
+    const image = this.expand(stage.from, stage.from.image, (n) => this.globalArgs.get(n));
+    let state: State;
+    const ref = this.stageRef(image, stage.index);
+    if (ref !== undefined) state = structuredClone(this.built.get(ref)!);
+    else if (image === 'scratch') state = { config: emptyConfig(), layers: [] };
+    else {
+      try {
+        const rec = await this.images.resolve(image);
+        state = { config: JSON.parse(rec.config) as ImageConfig, layers: [...rec.layers] };
+      } catch (err) {
+        this.fail(stage.from, `${(err as Error).message} (strata builds from local images: import or load it first)`);
+      }
+    }
+    this.print(` ---> ${image === 'scratch' ? 'scratch' : short(stateId(state.config))}`);
+    const run: StageRun = { stage, state, args: new Map(), missed: this.opts.noCache, cmdSet: false };
+    const triggers = containerConfig(state.config).OnBuild ?? [];
+    if (triggers.length > 0) {
+      containerConfig(run.state.config).OnBuild = null;
+      this.print(`# Executing ${triggers.length} build trigger${triggers.length > 1 ? 's' : ''}`);
+      for (const t of triggers) {
+        const ins = parseInstruction(t, this.df.directives.escape, this.df.file, stage.from.line);
+        await this.runStep(run, ins, false);
+      }
+    }
+    for (const ins of stage.instructions) {
+      this.announce(ins);
+      await this.runStep(run, ins, true);
+    }
+    return run.state;
+  }
+
+  /** One instruction through the cache. */
+  private async runStep(run: StageRun, ins: Instruction, printId: boolean): Promise<void> {
+    const plan = await this.plan(run, ins);
+    const key = this.cache.key(stateId(run.state.config), plan.key);
+    if (!run.missed) {
+      const hit = await this.cache.lookup(key);
+      if (hit !== undefined) {
+        run.state = { config: JSON.parse(hit.config) as ImageConfig, layers: hit.layers };
+        plan.onHit?.();
+        this.print(' ---> Using cache');
+        if (printId) this.print(` ---> ${short(stateId(run.state.config))}`);
+        return;
+      }
+      run.missed = true;
+    }
+    const result = await plan.execute();
+    run.state = result;
+    await this.cache.save(key, { config: JSON.stringify(result.config), layers: result.layers } satisfies StepResult);
+    if (printId) this.print(` ---> ${short(stateId(run.state.config))}`);
+  }
+
+  private now(): string {
+    return this.opts.sourceDateEpoch !== undefined ? new Date(this.opts.sourceDateEpoch * 1000).toISOString() : new Date().toISOString();
+  }
+
+  /** A metadata-only step: the config changes, no layer. */
+  private metaStep(run: StageRun, createdBy: string, change: (c: ContainerConfig, config: ImageConfig) => void): Plan {
+    return {
+      key: createdBy,
+      execute: async () => {
+        const config = withStep(run.state.config, createdBy, null, this.now());
+        change(containerConfig(config), config);
+        return { config, layers: run.state.layers };
+      },
+    };
+  }
+
+  private top(run: StageRun): string | null {
+    return run.state.layers[run.state.layers.length - 1] ?? null;
+  }
+
+  /** What a step depends on (its cache key, beside the state before it) and how to run it. */
+  private async plan(run: StageRun, ins: Instruction): Promise<Plan> {
+    const lookup = this.lookup(run);
+    const nop = (text: string) => `/bin/sh -c #(nop)  ${text}`;
+    switch (ins.kind) {
+      case 'FROM':
+        this.fail(ins, 'FROM cannot be an ONBUILD trigger');
+      // eslint-disable-next-line no-fallthrough
+      case 'ARG': {
+        const parts: string[] = [];
+        for (const { name, value } of ins.args) {
+          const dflt = value === undefined ? this.globalArgs.get(name) : this.expand(ins, value, lookup);
+          const v = this.opts.buildArgs.get(name) ?? dflt;
+          if (this.opts.buildArgs.has(name)) this.usedBuildArgs.add(name);
+          run.args.set(name, v);
+          parts.push(value === undefined ? name : `${name}=${value}`);
+        }
+        const plan = this.metaStep(run, nop(`ARG ${parts.join(' ')}`), () => undefined);
+        // The values chosen count for the cache: a changed --build-arg is a different step.
+        plan.key += '\0' + JSON.stringify([...run.args.entries()]);
+        return plan;
+      }
+      case 'ENV': {
+        const pairs = ins.pairs.map(([k, v]) => [this.expand(ins, k, lookup), this.expand(ins, v, lookup)] as const);
+        return this.metaStep(run, nop(`ENV ${pairs.map(([k, v]) => `${k}=${v}`).join(' ')}`), (c) => {
+          for (const [k, v] of pairs) c.Env = envSet(c.Env, k, v);
+        });
+      }
+      case 'LABEL': {
+        const pairs = ins.pairs.map(([k, v]) => [this.expand(ins, k, lookup), this.expand(ins, v, lookup)] as const);
+        return this.metaStep(run, nop(`LABEL ${pairs.map(([k, v]) => `${k}=${v}`).join(' ')}`), (c) => {
+          c.Labels = { ...(c.Labels ?? {}) };
+          for (const [k, v] of pairs) c.Labels[k] = v;
+        });
+      }
+      case 'MAINTAINER':
+        return this.metaStep(run, nop(`MAINTAINER ${ins.value}`), (_c, config) => {
+          config['author'] = ins.value;
+        });
+      case 'USER': {
+        const user = this.expand(ins, ins.value, lookup);
+        return this.metaStep(run, nop(`USER ${user}`), (c) => {
+          c.User = user;
+        });
+      }
+      case 'STOPSIGNAL': {
+        const sig = this.expand(ins, ins.value, lookup);
+        if (!/^(SIG[A-Z0-9+-]+|\d+)$/.test(sig)) this.fail(ins, `invalid signal: ${sig}`);
+        return this.metaStep(run, nop(`STOPSIGNAL ${sig}`), (c) => {
+          c.StopSignal = sig;
+        });
+      }
+      case 'EXPOSE': {
+        const ports = ins.ports.flatMap((p) => this.expandWords(ins, p, lookup)).map((p) => (p.includes('/') ? p.toLowerCase() : `${p}/tcp`));
+        for (const p of ports) if (!/^\d+(-\d+)?\/(tcp|udp|sctp)$/.test(p)) this.fail(ins, `invalid port: ${p}`);
+        return this.metaStep(run, nop(`EXPOSE ${ports.join(' ')}`), (c) => {
+          c.ExposedPorts = { ...(c.ExposedPorts ?? {}) };
+          for (const p of ports) c.ExposedPorts[p] = {};
+        });
+      }
+      case 'VOLUME': {
+        const paths = ins.json ? ins.paths.map((p) => this.expand(ins, JSON.stringify(p), lookup)) : ins.paths.flatMap((p) => this.expandWords(ins, p, lookup));
+        return this.metaStep(run, nop(`VOLUME ${JSON.stringify(paths)}`), (c) => {
+          c.Volumes = { ...(c.Volumes ?? {}) };
+          for (const p of paths) c.Volumes[p] = {};
+        });
+      }
+      case 'SHELL':
+        return this.metaStep(run, nop(`SHELL ${JSON.stringify(ins.args)}`), (c) => {
+          c.Shell = ins.args;
+        });
+      case 'CMD':
+      case 'ENTRYPOINT': {
+        const args = this.commandArgs(run, ins.command);
+        const plan = this.metaStep(run, nop(`${ins.kind} ${JSON.stringify(args)}`), (c) => {
+          if (ins.kind === 'CMD') c.Cmd = args;
+          else {
+            c.Entrypoint = args;
+            if (!run.cmdSet) c.Cmd = null;
+          }
+        });
+        if (ins.kind === 'CMD') run.cmdSet = true;
+        return plan;
+      }
+      case 'HEALTHCHECK': {
+        if (ins.test === null) {
+          return this.metaStep(run, nop('HEALTHCHECK NONE'), (c) => {
+            c.Healthcheck = { Test: ['NONE'] };
+          });
+        }
+        const test = ins.test.form === 'exec' ? ['CMD', ...ins.test.args] : ['CMD-SHELL', ins.test.text];
+        const ns = (d: string | undefined) => (d === undefined ? undefined : Math.round(parseDuration(d)! * 1e6));
+        const hc: NonNullable<ContainerConfig['Healthcheck']> = { Test: test };
+        const o = ins.options;
+        if (o.interval !== undefined) hc.Interval = ns(o.interval)!;
+        if (o.timeout !== undefined) hc.Timeout = ns(o.timeout)!;
+        if (o.startPeriod !== undefined) hc.StartPeriod = ns(o.startPeriod)!;
+        if (o.startInterval !== undefined) hc.StartInterval = ns(o.startInterval)!;
+        if (o.retries !== undefined) hc.Retries = o.retries;
+        return this.metaStep(run, nop(`HEALTHCHECK &{${JSON.stringify(test)}}`), (c) => {
+          c.Healthcheck = hc;
+        });
+      }
+      case 'ONBUILD':
+        return this.metaStep(run, nop(`ONBUILD ${ins.trigger}`), (c) => {
+          c.OnBuild = [...(c.OnBuild ?? []), ins.trigger];
+        });
+      case 'WORKDIR':
+        return this.planWorkdir(run, ins, this.expand(ins, ins.value, lookup));
+      case 'RUN':
+        return this.planRun(run, ins);
+      case 'COPY':
+      case 'ADD':
+        return this.planCopy(run, ins);
+    }
+  }
+
+  private shell(run: StageRun): string[] {
+    return containerConfig(run.state.config).Shell ?? DEFAULT_SHELL;
+  }
+
+  private commandArgs(run: StageRun, cmd: Command): string[] {
+    return cmd.form === 'exec' ? cmd.args : [...this.shell(run), cmd.text];
+  }
+
+  private planWorkdir(run: StageRun, ins: Instruction, value: string): Plan {
+    const dir = posix.resolve('/', containerConfig(run.state.config).WorkingDir ?? '/', value);
+    const createdBy = `/bin/sh -c #(nop) WORKDIR ${dir}`;
+    return {
+      key: createdBy,
+      execute: async () => {
+        const exists = await this.layers.withRootfs(this.top(run), async (rootfs) => {
+          try {
+            return statSync(resolveInRoot(rootfs, dir)).isDirectory();
+          } catch {
+            return false;
+          }
+        });
+        let layer = null;
+        if (!exists) {
+          layer = await this.layers.withWorkspace(this.top(run), { init: false }, async (ws) => {
+            const owner = this.userOwnership(ws.rootfs, containerConfig(run.state.config).User, ins);
+            mkdirInRoot(ws.rootfs, dir, owner);
+            return true;
+          });
+        }
+        const config = withStep(run.state.config, createdBy, layer?.diffId ?? null, this.now());
+        containerConfig(config).WorkingDir = dir;
+        return { config, layers: layer === null ? run.state.layers : [...run.state.layers, layer.id] };
+      },
+    };
+  }
+
+  /** The owner new directories get under USER (Docker makes WORKDIR's directory the user's). */
+  private userOwnership(rootfs: string, user: string | undefined, ins: Instruction): Ownership {
+    if (user === undefined || user === '') return { uid: 0, gid: 0 };
+    try {
+      const u = resolveUser(rootfs, user);
+      return { uid: u.uid, gid: u.gid };
+    } catch (err) {
+      this.fail(ins, (err as Error).message);
+    }
+  }
+
+  private planRun(run: StageRun, ins: Extract<Instruction, { kind: 'RUN' }>): Plan {
+    const shell = this.shell(run);
+    let args: string[];
+    if (ins.command.form === 'exec') args = ins.command.args;
+    else if (ins.heredocs.length === 1 && /^\d*<<-?["']?\w[\w.-]*["']?$/.test(ins.command.text.trim())) {
+      // RUN <<EOF alone: the heredoc is the script.
+      args = [...shell, ins.heredocs[0]!.body];
+    } else {
+      // The shell reads the heredocs itself, with the quoting they were written with.
+      const docs = ins.heredocs.map((h) => `${h.body}${h.name}\n`).join('');
+      args = [...shell, ins.heredocs.length === 0 ? ins.command.text : `${ins.command.text}\n${docs}`];
+    }
+    const argEnv = [...run.args.entries()].filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
+    const prefix = argEnv.length > 0 ? `|${argEnv.length} ${argEnv.join(' ')} ` : '';
+    const createdBy = prefix + (ins.command.form === 'exec' ? args.join(' ') : [...shell, ins.command.text].join(' '));
+    const network = ins.network === 'host' || (ins.network === undefined && this.opts.network === 'host') ? 'host' : 'none';
+    return {
+      key: `${createdBy}\0${JSON.stringify(args)}\0${network}`,
+      execute: async () => {
+        const cfg = containerConfig(run.state.config);
+        let status = 0;
+        let userError: string | null = null;
+        const layer = await this.layers.withWorkspace(
+          this.top(run),
+          { init: true, files: network === 'host' ? ['etc/resolv.conf', 'etc/hosts'] : [] },
+          async (ws) => {
+            let user;
+            try {
+              user = resolveUser(ws.rootfs, cfg.User ?? '');
+            } catch (err) {
+              userError = (err as Error).message;
+              return false;
+            }
+            let env = [...(cfg.Env ?? [])];
+            for (const e of argEnv) {
+              const name = e.slice(0, e.indexOf('='));
+              if (envGet(env, name) === undefined) env.push(e);
+            }
+            if (envGet(env, 'PATH') === undefined) env = envSet(env, 'PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+            if (envGet(env, 'HOME') === undefined) env.push(`HOME=${user.home}`);
+            const cwd = cfg.WorkingDir || '/';
+            mkdirInRoot(ws.rootfs, cwd);
+            this.print(` ---> Running in ${ws.id.slice(0, 12)}`);
+            const binds = network === 'host'
+              ? ['/etc/resolv.conf', '/etc/hosts'].map((f) => ({ source: f, destination: f, readonly: true }))
+              : [];
+            status = await runContainer(
+              { rootfs: ws.rootfs, process: { args, env, cwd, uid: user.uid, gid: user.gid, additionalGids: user.additionalGids }, hostname: ws.id.slice(0, 12), network, binds },
+              { bundleParent: `${this.store.root}/tmp`, id: `strata-build-${ws.id.slice(0, 16)}`, stdout: this.opts.out, stderr: this.opts.out },
+            );
+            this.print(`Removing intermediate container ${ws.id.slice(0, 12)}`);
+            return status === 0;
+          },
+        );
+        if (userError !== null) this.fail(ins, userError);
+        if (layer === null) {
+          this.fail(ins, `The command '${args.join(' ')}' returned a non-zero code: ${status}`, status);
+        }
+        const config = withStep(run.state.config, createdBy, layer.diffId!, this.now());
+        return { config, layers: [...run.state.layers, layer.id] };
+      },
+    };
+  }
+
+  private async planCopy(run: StageRun, ins: Extract<Instruction, { kind: 'COPY' | 'ADD' }>): Promise<Plan> {
+    const lookup = this.lookup(run);
+    const word = (w: string) => (ins.json ? this.expand(ins, JSON.stringify(w).replace(/^"|"$/g, ''), lookup) : this.expand(ins, w, lookup));
+    const cfg = containerConfig(run.state.config);
+    const destWord = word(ins.dest);
+    const dest = posix.resolve('/', cfg.WorkingDir ?? '/', destWord);
+    const chmod = ins.chmod === undefined ? undefined : this.expand(ins, ins.chmod, lookup);
+    if (chmod !== undefined && !/^[0-7]{3,4}$/.test(chmod)) this.fail(ins, `--chmod=${chmod}: only octal modes are supported`);
+    const chown = ins.chown === undefined ? undefined : this.expand(ins, ins.chown, lookup);
+    const heredocNames = new Set(ins.heredocs.map((h) => h.name));
+    const patterns = ins.sources.map((s) => s.replace(/^<<-?["']?([\w.-]+)["']?$/, (_m, n: string) => (heredocNames.has(n) ? `\0heredoc:${n}` : _m)));
+    const inline = patterns.filter((p) => p.startsWith('\0heredoc:')).map((p) => ins.heredocs.find((h) => h.name === p.slice(9))!);
+    const files = patterns.filter((p) => !p.startsWith('\0heredoc:')).map(word);
+    const urls = ins.kind === 'ADD' ? files.filter((f) => /^https?:\/\//.test(f)) : [];
+    const local = files.filter((f) => !urls.includes(f));
+    const destIsDir = destWord.endsWith('/') || ins.sources.length > 1 || local.some(hasWildcard);
+    if (ins.sources.length > 1 && !destWord.endsWith('/')) {
+      this.fail(ins, 'When using COPY with more than one source file, the destination must be a directory and end with a /');
+    }
+
+    // The tree the sources come from: another stage, an image, or the context.
+    let fromTop: string | null = null;
+    let fromIdentity = 'context';
+    if (ins.kind === 'COPY' && ins.from !== undefined) {
+      const from = this.expand(ins, ins.from, lookup);
+      const ref = this.stageRef(from, run.stage.index);
+      let st: State;
+      if (ref !== undefined) st = this.built.get(ref)!;
+      else {
+        try {
+          const rec = await this.images.resolve(from);
+          st = { config: JSON.parse(rec.config) as ImageConfig, layers: rec.layers };
+        } catch {
+          this.fail(ins, `--from=${from}: no stage or image of that name`);
+        }
+      }
+      fromTop = st.layers[st.layers.length - 1] ?? null;
+      fromIdentity = `layers ${st.layers.join(',')}`;
+    }
+    const withTree = <T>(fn: (t: SourceTree) => Promise<T>): Promise<T> =>
+      ins.kind === 'COPY' && ins.from !== undefined
+        ? this.layers.withRootfs(fromTop, (root) => fn(rootfsTree(root, fromIdentity)))
+        : fn(this.context);
+
+    const described = await withTree(async (t) => {
+      try {
+        const sources = local.length > 0 ? matchSources(t, local) : [];
+        return { digest: await describeSources(t, sources), dirs: sources.filter((x) => x.stat.isDirectory()).length, count: sources.length };
+      } catch (err) {
+        this.fail(ins, (err as Error).message);
+      }
+    });
+    const docs = inline.map((h) => `${h.name}:${createHash('sha256').update(h.body).digest('hex')}`);
+    const sourceKey = createHash('sha256').update(described.digest + '\n' + docs.join(',') + '\n' + urls.join(',')).digest('hex');
+    // The classic builder's wording: file:, dir: or multi: and a digest of the sources.
+    const kindWord = described.count + inline.length + urls.length > 1 ? 'multi' : described.dirs > 0 ? 'dir' : 'file';
+    const createdBy = `/bin/sh -c #(nop) ${ins.kind} ${kindWord}:${sourceKey} in ${destWord} `;
+    return {
+      key: `${createdBy}\0${chown ?? ''}\0${chmod ?? ''}\0${dest}`,
+      execute: async () => {
+        const layer = await this.layers.withWorkspace(this.top(run), { init: false }, async (ws) => {
+          const owner = chown === undefined ? undefined : this.ownerFromSpec(ws.rootfs, chown, ins);
+          const mode = chmod === undefined ? undefined : parseInt(chmod, 8);
+          await withTree(async (t) => {
+            const sources = local.length > 0 ? matchSources(t, local) : [];
+            for (const src of sources) {
+              const one = { tree: t, sources: [src], dest, destIsDir, ...(owner !== undefined ? { chown: owner } : {}), ...(mode !== undefined ? { chmod: mode } : {}) };
+              if (ins.kind === 'ADD' && src.stat.isFile() && (await isArchive(src.host))) {
+                await extractArchive(src.host, ws.rootfs, dest, owner);
+              } else copyInto(ws.rootfs, one);
+            }
+          });
+          for (const h of inline) {
+            const target = destIsDir ? posix.join(dest, h.name) : dest;
+            mkdirInRoot(ws.rootfs, posix.dirname(target));
+            const host = resolveInRoot(ws.rootfs, target);
+            writeFileSync(host, h.body, { mode: mode ?? 0o644 });
+            chmodSync(host, mode ?? 0o644);
+            if (owner !== undefined) lchownSync(host, owner.uid, owner.gid);
+          }
+          for (const url of urls) await addFromUrl(url, ws.rootfs, dest, destIsDir, owner, mode, (m) => this.fail(ins, m));
+          return true;
+        });
+        const config = withStep(run.state.config, createdBy, layer!.diffId!, this.now());
+        return { config, layers: [...run.state.layers, layer!.id] };
+      },
+    };
+  }
+
+  private ownerFromSpec(rootfs: string, spec: string, ins: Instruction): Ownership {
+    try {
+      const u = resolveUser(rootfs, spec);
+      return { uid: u.uid, gid: u.gid };
+    } catch (err) {
+      this.fail(ins, `--chown=${spec}: ${(err as Error).message}`);
+    }
+  }
+}
+
+interface Plan {
+  /** The step as the cache sees it (besides the state before it). */
+  key: string;
+  execute(): Promise<State>;
+  onHit?: () => void;
+}
+
+export { DockerfileError };

@@ -1,0 +1,202 @@
+/**
+ * The build context: the directory COPY and ADD read from, minus what `.dockerignore` excludes
+ * (Docker's rules, `!` exceptions included, through @balena/dockerignore). Sources are matched
+ * with Go's filepath.Match per path component (`*`, `?`, `[a-z]`, `[!x]`, `\` escapes), never
+ * leave the context, and are described (names, types, modes, owners, link targets, content) for
+ * the build cache's key; host mtimes never enter it.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { posix } from 'node:path';
+import dockerignore, { type Ignore } from '@balena/dockerignore';
+import { resolveInRoot } from './fs/in-root.js';
+
+export class ContextError extends Error {}
+
+/** A file tree COPY reads from: the build context, or another stage's or image's rootfs. */
+export interface SourceTree {
+  /** Host directory of the tree's root. */
+  root: string;
+  /** Whether a path (relative, no leading slash) is excluded. */
+  excluded(rel: string): boolean;
+  /** What the cache key says about this tree besides the files' content (e.g. an image's layers). */
+  identity?: string;
+}
+
+export interface Source {
+  /** Path relative to the tree's root ('' for the root itself). */
+  rel: string;
+  /** Host path (symlinks of the source path resolved inside the tree). */
+  host: string;
+  stat: Stats;
+}
+
+export function loadContext(dir: string): SourceTree {
+  if (!existsSync(dir) || !lstatSync(dir).isDirectory()) throw new ContextError(`the build context ${dir} is not a directory`);
+  const file = posix.join(dir, '.dockerignore');
+  // A CommonJS module whose types declare an ES default export: under NodeNext the import is the
+  // module object, and its `default` is the factory (the package sets both).
+  const ig: Ignore = dockerignore.default();
+  if (existsSync(file)) ig.add(readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')));
+  return { root: dir, excluded: (rel) => rel !== '' && ig.ignores(rel) };
+}
+
+/** A tree with nothing excluded: a stage's or an image's rootfs. */
+export function rootfsTree(root: string, identity: string): SourceTree {
+  return { root, excluded: () => false, identity };
+}
+
+const GLOB = /[*?[]/;
+
+export function hasWildcard(pattern: string): boolean {
+  return GLOB.test(pattern.replace(/\\./g, ''));
+}
+
+/** Go's filepath.Match for one path component, as a RegExp. */
+function componentRegExp(pattern: string): RegExp {
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const ch = pattern[i]!;
+    if (ch === '\\' && i + 1 < pattern.length) re += escapeRe(pattern[++i]!);
+    else if (ch === '*') re += '[^/]*';
+    else if (ch === '?') re += '[^/]';
+    else if (ch === '[') {
+      const end = pattern.indexOf(']', i + 2);
+      if (end < 0) throw new ContextError(`bad pattern ${JSON.stringify(pattern)}: unclosed [`);
+      let body = pattern.slice(i + 1, end);
+      if (body.startsWith('^') || body.startsWith('!')) body = '^' + body.slice(1);
+      re += `[${body.replace(/\\/g, '\\\\')}]`;
+      i = end;
+    } else re += escapeRe(ch);
+  }
+  return new RegExp(`^${re}$`);
+}
+
+function escapeRe(ch: string): string {
+  return ch.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}
+
+/** Clean a source as written ("./a/../b", "/x") into a path relative to the tree, refusing escapes. */
+function cleanSource(src: string): string {
+  const norm = posix.normalize('/' + src);
+  if (posix.normalize(src).startsWith('../') || posix.normalize(src) === '..') {
+    throw new ContextError(`${src}: forbidden path outside the build context`);
+  }
+  return norm.slice(1).replace(/\/$/, '');
+}
+
+/**
+ * The sources a COPY or ADD names, in order. A pattern with wildcards may match nothing only
+ * alongside others that match; a plain path must exist.
+ */
+export function matchSources(tree: SourceTree, patterns: string[]): Source[] {
+  const out: Source[] = [];
+  for (const pattern of patterns) {
+    const rel = cleanSource(pattern);
+    const found: Source[] = [];
+    if (!hasWildcard(rel)) {
+      const host = resolveInRoot(tree.root, '/' + rel);
+      const stat = lstatSync(host, { throwIfNoEntry: false });
+      if (stat === undefined || tree.excluded(rel)) {
+        throw new ContextError(`${pattern}: no such file or directory in the ${tree.identity === undefined ? 'build context' : 'source'}${stat !== undefined ? ' (excluded by .dockerignore)' : ''}`);
+      }
+      found.push({ rel, host, stat });
+    } else {
+      glob(tree, '', rel.split('/'), found);
+      found.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+    }
+    out.push(...found);
+  }
+  if (out.length === 0) throw new ContextError(`no source files were specified (nothing matches ${patterns.join(' ')})`);
+  return out;
+}
+
+function glob(tree: SourceTree, dir: string, parts: string[], out: Source[]): void {
+  const [head, ...rest] = parts;
+  if (head === undefined) return;
+  const hostDir = resolveInRoot(tree.root, '/' + dir);
+  if (!hasWildcard(head)) {
+    const rel = dir === '' ? head.replace(/\\(.)/g, '$1') : `${dir}/${head.replace(/\\(.)/g, '$1')}`;
+    visit(tree, rel, rest, out);
+    return;
+  }
+  const re = componentRegExp(head);
+  let names: string[];
+  try {
+    names = readdirSync(hostDir).sort();
+  } catch {
+    return;
+  }
+  for (const name of names) if (re.test(name)) visit(tree, dir === '' ? name : `${dir}/${name}`, rest, out);
+}
+
+function visit(tree: SourceTree, rel: string, rest: string[], out: Source[]): void {
+  if (tree.excluded(rel)) return;
+  const host = resolveInRoot(tree.root, '/' + rel);
+  const stat = lstatSync(host, { throwIfNoEntry: false });
+  if (stat === undefined) return;
+  if (rest.length === 0) out.push({ rel, host, stat });
+  else if (stat.isDirectory()) glob(tree, rel, rest, out);
+}
+
+export interface Entry {
+  /** Path below the source ('' is the source itself). */
+  sub: string;
+  host: string;
+  stat: Stats;
+}
+
+/**
+ * A source and, for a directory, everything below it that is not excluded, parents first. An
+ * excluded directory is still entered, as Docker does, for what an exception (`!pattern`) keeps.
+ */
+export function walk(tree: SourceTree, src: Source): Entry[] {
+  const out: Entry[] = [{ sub: '', host: src.host, stat: src.stat }];
+  if (src.stat.isDirectory()) below(tree, src, '', src.host, out);
+  return out;
+}
+
+function below(tree: SourceTree, src: Source, sub: string, host: string, out: Entry[]): void {
+  for (const name of readdirSync(host).sort()) {
+    const childSub = sub === '' ? name : `${sub}/${name}`;
+    const rel = src.rel === '' ? childSub : `${src.rel}/${childSub}`;
+    const childHost = posix.join(host, name);
+    const stat = lstatSync(childHost);
+    const excluded = tree.excluded(rel);
+    if (!stat.isDirectory()) {
+      if (!excluded) out.push({ sub: childSub, host: childHost, stat });
+      continue;
+    }
+    const at = out.length;
+    out.push({ sub: childSub, host: childHost, stat });
+    below(tree, src, childSub, childHost, out);
+    // An excluded directory stays only as the parent of something an exception keeps.
+    if (excluded && out.length === at + 1) out.pop();
+  }
+}
+
+/**
+ * The cache key's view of the sources: for each entry its path, type, mode, owner, link target
+ * and content digest, in a fixed order. Host mtimes are left out on purpose.
+ */
+export async function describeSources(tree: SourceTree, sources: Source[]): Promise<string> {
+  const h = createHash('sha256');
+  h.update(`tree ${tree.identity ?? 'context'}\n`);
+  for (const src of sources) {
+    for (const e of walk(tree, src)) {
+      const s = e.stat;
+      const kind = s.isDirectory() ? 'd' : s.isSymbolicLink() ? 'l' : s.isFile() ? 'f' : 'o';
+      h.update(`${JSON.stringify(src.rel)} ${JSON.stringify(e.sub)} ${kind} ${(s.mode & 0o7777).toString(8)} ${s.uid}:${s.gid}`);
+      if (kind === 'l') h.update(` -> ${readlinkSync(e.host)}`);
+      if (kind === 'f') h.update(` ${s.size} ${await fileDigest(e.host)}`);
+      h.update('\n');
+    }
+  }
+  return h.digest('hex');
+}
+
+async function fileDigest(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
+  return h.digest('hex');
+}

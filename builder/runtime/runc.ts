@@ -1,0 +1,66 @@
+/**
+ * Run one process in a container with runc, the OCI runtime Docker uses: a bundle directory with
+ * the generated config.json, `runc run`, the process's output streamed to the caller, and its exit
+ * status returned. The container never outlives the call: on an interrupt it is killed and
+ * deleted, and the bundle is removed.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { constants } from 'node:os';
+import type { Writable } from 'node:stream';
+import { ociSpec, type ContainerSpec } from './spec.js';
+
+export class RuntimeError extends Error {}
+
+export interface RunOptions {
+  /** Where the bundle directory is made (a store's tmp/). */
+  bundleParent: string;
+  /** runc's container id: unique on this machine. */
+  id: string;
+  stdout: Writable;
+  stderr: Writable;
+}
+
+export function runcAvailable(): boolean {
+  return spawnSync('runc', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+/** Exit status of the container's process (128 + signal when killed by one). */
+export async function runContainer(spec: ContainerSpec, opts: RunOptions): Promise<number> {
+  if (!runcAvailable()) throw new RuntimeError('runc is not installed (Debian package runc; make setup installs it)');
+  const bundle = join(opts.bundleParent, `run-${opts.id}`);
+  mkdirSync(bundle, { mode: 0o700 });
+  const cleanup = () => {
+    spawnSync('runc', ['delete', '--force', opts.id], { stdio: 'ignore' });
+    rmSync(bundle, { recursive: true, force: true });
+  };
+  try {
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(ociSpec(spec)));
+    const child = spawn('runc', ['run', '--bundle', bundle, opts.id], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.pipe(opts.stdout, { end: false });
+    child.stderr.pipe(opts.stderr, { end: false });
+    // An interrupted build must not leave the container running on the mount.
+    const onSignal = (sig: NodeJS.Signals) => {
+      spawnSync('runc', ['kill', opts.id, 'KILL'], { stdio: 'ignore' });
+      child.kill(sig);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    try {
+      return await new Promise<number>((resolve, reject) => {
+        child.on('error', (err) => reject(new RuntimeError(`cannot start runc: ${err.message}`)));
+        child.on('close', (code, signal) => resolve(code ?? 128 + (signal === null ? 0 : signalNumber(signal))));
+      });
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  } finally {
+    cleanup();
+  }
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  return (constants.signals as Record<string, number>)[signal] ?? 0;
+}
