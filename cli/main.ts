@@ -236,6 +236,15 @@ async function main(): Promise<void> {
         });
       },
     )
+    .command(
+      'diff <mountpoint>',
+      "the changes in an image mount's writable layer: A added, C changed, D deleted (as docker diff)",
+      (y) => y.positional('mountpoint', { type: 'string', demandOption: true }),
+      async (a) => {
+        const { diffMount } = await import('./commands/images.js');
+        await diffMount({ root: a.root, mountpoint: a.mountpoint });
+      },
+    )
     .command('prune', 'free layers no image, layer or mount uses', (y) => y, async (a) => {
       const { prune } = await import('./commands/images.js');
       await prune({ root: a.root });

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The strata demo: two read-only layers (a busybox base and an "app" layer) and a writable upper,
-# mounted as one tree. Shows lookup through the layers, copy-up on first write, whiteouts on
-# delete, then hands the same upper to kernel overlayfs to show the on-disk format is the kernel's.
+# The strata demo. First the layer level: two read-only layers (a busybox base and an "app" layer)
+# and a writable upper mounted as one tree (lookup through the layers, copy-up on first write,
+# whiteouts on delete), then kernel overlayfs mounting the same upper. Then images: a busybox base
+# imported, examples/app/Dockerfile built with strata build (and rebuilt from the cache), a command
+# run in the image and the changes it made shown with strata diff, and the image saved for skopeo.
 set -euo pipefail
 D=${STRATA_DEMO_DIR:-/tmp/strata-demo}
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -54,19 +56,28 @@ mount -t overlay overlay -o "lowerdir=$D/app:$D/base,upperdir=$D/upper,workdir=$
 echo "kernel sees /etc: $(ls "$D/kmnt/etc" | tr '\n' ' ')"
 echo "kernel sees hostname: $(cat "$D/kmnt/etc/hostname")"
 umount "$D/kmnt"
-say "The layer store: the base layer becomes an image (content-addressed, metadata in LevelDB)"
-tar -C "$D/base" -cf "$D/base.tar" .
-strata --root "$D/store" import "$D/base.tar" demo/base:1
+say "The layer store: a busybox base image, then strata build of examples/app/Dockerfile"
+bash "$(dirname "$0")/../native-deps/busybox-rootfs.sh" "$D/busybox.tar"
+strata --root "$D/store" import "$D/busybox.tar" busybox:latest
+cat "$(dirname "$0")/app/Dockerfile"
+strata --root "$D/store" build -t demo/app:1 "$(dirname "$0")/app"
+
+say "Build it again: every step comes from the build cache, nothing runs"
+strata --root "$D/store" build -t demo/app:1 "$(dirname "$0")/app" | grep -E 'Step|cache|Successfully'
 strata --root "$D/store" images
-IMG_MNT=$(strata --root "$D/store" mount demo/base:1 --rw)
-echo "mounted at $IMG_MNT with a writable layer on top"
-chroot "$IMG_MNT" /bin/sh -c 'echo "hello from the image"; echo changed > /etc/motd'
-strata --root "$D/store" layers
+strata --root "$D/store" history demo/app:1
+
+say "Run a command in the image (a writable layer on top), then show what it changed"
+IMG_MNT=$(strata --root "$D/store" mount demo/app:1 --rw)
+echo "mounted at $IMG_MNT"
+chroot "$IMG_MNT" /bin/sh -c 'cd /app && GREETING=hello ./hello.sh; echo "run log" > /app/run.log; rm /app/built.txt; echo "color=red" > /etc/app/app.conf'
+echo "strata diff (as docker diff: A added, C changed, D deleted):"
+strata --root "$D/store" diff "$IMG_MNT"
 strata --root "$D/store" umount "$IMG_MNT" && IMG_MNT=
 echo "(the writable layer went with the umount; the image is unchanged)"
 
 say "strata save writes a docker-archive that skopeo reads"
-strata --root "$D/store" save demo/base:1 -o "$D/base-image.tar"
-skopeo inspect "docker-archive:$D/base-image.tar" | grep -E '"(Architecture|Os)"|sha256' | head -4
+strata --root "$D/store" save demo/app:1 -o "$D/app-image.tar"
+skopeo inspect "docker-archive:$D/app-image.tar" | grep -E '"(Architecture|Os)"|sha256' | head -4
 strata --root "$D/store" check
 say "Done. Layers are in $D, the store in $D/store"

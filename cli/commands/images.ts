@@ -287,3 +287,15 @@ async function writeArchive(tar: Readable, output: string | undefined): Promise<
     throw err;
   }
 }
+
+/** `strata diff MNT`: what the writable layer of an image mount changed, as docker diff prints it. */
+export async function diffMount(a: { root?: string | undefined; mountpoint: string }): Promise<void> {
+  const { resolve } = await import('node:path');
+  const mountpoint = resolve(a.mountpoint);
+  await withStore(a.root, async (_images, store) => {
+    const rec = await store.meta.mounts.get(mountpoint);
+    if (rec === undefined) throw new UserError(`${mountpoint} is not an image mount of this store (see strata mount IMAGE --rw)`);
+    if (rec.rwLayer === null) throw new UserError(`${mountpoint} is read-only: it has no changes (mount with --rw)`);
+    for (const c of await store.changes(rec.rwLayer)) process.stdout.write(`${c.kind} ${c.path}\n`);
+  });
+}
