@@ -21,8 +21,9 @@ import { DockerfileError } from './dockerfile/errors.js';
 import { parseDockerfile, parseDuration, parseInstruction, type Command, type Dockerfile, type Instruction, type Stage } from './dockerfile/parse.js';
 import { ExpansionError, ShellLex } from './dockerfile/shell-lex.js';
 import { resolveInRoot } from './fs/in-root.js';
-import { containerConfig, emptyConfig, envGet, envSet, withStep, type ContainerConfig } from './image-config.js';
+import { containerConfig, emptyConfig, envGet, envSet, normalized, stateId, withStep, type ContainerConfig } from './image-config.js';
 import { BuildLayers } from './layers.js';
+import { goQuoteSlice, goSlice, healthcheckText } from './history-text.js';
 import { runContainer } from './runtime/runc.js';
 import { resolveUser } from './runtime/user.js';
 import { addFromUrl, isArchive, extractArchive } from './add.js';
@@ -68,9 +69,24 @@ interface StageRun {
 
 const DEFAULT_SHELL = ['/bin/sh', '-c'];
 
-export function stateId(config: ImageConfig): Digest {
-  return `sha256:${createHash('sha256').update(JSON.stringify(config)).digest('hex')}`;
+/** What Docker bind-mounts into every build container: never part of a layer. */
+const ETC_FILES = ['/etc/hostname', '/etc/hosts', '/etc/resolv.conf'];
+
+function etcFiles(hostname: string): Array<{ destination: string; content: string }> {
+  let resolv = '';
+  try {
+    // The host's resolvers, minus loopback ones that mean nothing in another network namespace.
+    resolv = readFileSync('/etc/resolv.conf', 'utf8').split('\n').filter((l) => !/^\s*nameserver\s+(127\.|::1)/.test(l)).join('\n');
+  } catch {
+    // No resolv.conf on the host: an empty one.
+  }
+  return [
+    { destination: '/etc/hostname', content: `${hostname}\n` },
+    { destination: '/etc/hosts', content: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t${hostname}\n` },
+    { destination: '/etc/resolv.conf', content: resolv },
+  ];
 }
+
 
 function short(id: string): string {
   return id.replace(/^sha256:/, '').slice(0, 12);
@@ -230,6 +246,7 @@ export class Builder {
       }
     }
     this.print(` ---> ${image === 'scratch' ? 'scratch' : short(stateId(state.config))}`);
+    state.config = normalized(state.config);
     const run: StageRun = { stage, state, args: new Map(), missed: this.opts.noCache, cmdSet: false };
     const triggers = containerConfig(state.config).OnBuild ?? [];
     if (triggers.length > 0) {
@@ -291,7 +308,8 @@ export class Builder {
   /** What a step depends on (its cache key, beside the state before it) and how to run it. */
   private async plan(run: StageRun, ins: Instruction): Promise<Plan> {
     const lookup = this.lookup(run);
-    const nop = (text: string) => `/bin/sh -c #(nop)  ${text}`;
+    // The classic builder records metadata steps as a no-op command of the current SHELL.
+    const nop = (text: string) => `${this.shell(run).join(' ')} #(nop)  ${text}`;
     switch (ins.kind) {
       case 'FROM':
         this.fail(ins, 'FROM cannot be an ONBUILD trigger');
@@ -303,7 +321,7 @@ export class Builder {
           const v = this.opts.buildArgs.get(name) ?? dflt;
           if (this.opts.buildArgs.has(name)) this.usedBuildArgs.add(name);
           run.args.set(name, v);
-          parts.push(value === undefined ? name : `${name}=${value}`);
+          parts.push(dflt === undefined || value === undefined ? name : `${name}=${dflt}`);
         }
         const plan = this.metaStep(run, nop(`ARG ${parts.join(' ')}`), () => undefined);
         // The values chosen count for the cache: a changed --build-arg is a different step.
@@ -341,28 +359,29 @@ export class Builder {
         });
       }
       case 'EXPOSE': {
-        const ports = ins.ports.flatMap((p) => this.expandWords(ins, p, lookup)).map((p) => (p.includes('/') ? p.toLowerCase() : `${p}/tcp`));
+        const given = ins.ports.flatMap((p) => this.expandWords(ins, p, lookup));
+        const ports = given.map((p) => (p.includes('/') ? p.toLowerCase() : `${p}/tcp`));
         for (const p of ports) if (!/^\d+(-\d+)?\/(tcp|udp|sctp)$/.test(p)) this.fail(ins, `invalid port: ${p}`);
-        return this.metaStep(run, nop(`EXPOSE ${ports.join(' ')}`), (c) => {
+        return this.metaStep(run, nop(`EXPOSE ${[...given].sort().join(' ')}`), (c) => {
           c.ExposedPorts = { ...(c.ExposedPorts ?? {}) };
           for (const p of ports) c.ExposedPorts[p] = {};
         });
       }
       case 'VOLUME': {
         const paths = ins.json ? ins.paths.map((p) => this.expand(ins, JSON.stringify(p), lookup)) : ins.paths.flatMap((p) => this.expandWords(ins, p, lookup));
-        return this.metaStep(run, nop(`VOLUME ${JSON.stringify(paths)}`), (c) => {
+        return this.metaStep(run, nop(`VOLUME ${goSlice(paths)}`), (c) => {
           c.Volumes = { ...(c.Volumes ?? {}) };
           for (const p of paths) c.Volumes[p] = {};
         });
       }
       case 'SHELL':
-        return this.metaStep(run, nop(`SHELL ${JSON.stringify(ins.args)}`), (c) => {
+        return this.metaStep(run, nop(`SHELL ${goSlice(ins.args)}`), (c) => {
           c.Shell = ins.args;
         });
       case 'CMD':
       case 'ENTRYPOINT': {
         const args = this.commandArgs(run, ins.command);
-        const plan = this.metaStep(run, nop(`${ins.kind} ${JSON.stringify(args)}`), (c) => {
+        const plan = this.metaStep(run, nop(`${ins.kind} ${goQuoteSlice(args)}`), (c) => {
           if (ins.kind === 'CMD') c.Cmd = args;
           else {
             c.Entrypoint = args;
@@ -374,7 +393,7 @@ export class Builder {
       }
       case 'HEALTHCHECK': {
         if (ins.test === null) {
-          return this.metaStep(run, nop('HEALTHCHECK NONE'), (c) => {
+          return this.metaStep(run, nop(healthcheckText(['NONE'])), (c) => {
             c.Healthcheck = { Test: ['NONE'] };
           });
         }
@@ -387,7 +406,7 @@ export class Builder {
         if (o.startPeriod !== undefined) hc.StartPeriod = ns(o.startPeriod)!;
         if (o.startInterval !== undefined) hc.StartInterval = ns(o.startInterval)!;
         if (o.retries !== undefined) hc.Retries = o.retries;
-        return this.metaStep(run, nop(`HEALTHCHECK &{${JSON.stringify(test)}}`), (c) => {
+        return this.metaStep(run, nop(healthcheckText(test, hc.Interval, hc.Timeout, hc.StartPeriod, hc.Retries)), (c) => {
           c.Healthcheck = hc;
         });
       }
@@ -415,7 +434,7 @@ export class Builder {
 
   private planWorkdir(run: StageRun, ins: Instruction, value: string): Plan {
     const dir = posix.resolve('/', containerConfig(run.state.config).WorkingDir ?? '/', value);
-    const createdBy = `/bin/sh -c #(nop) WORKDIR ${dir}`;
+    const createdBy = `${this.shell(run).join(' ')} #(nop) WORKDIR ${dir}`;
     return {
       key: createdBy,
       execute: async () => {
@@ -464,7 +483,10 @@ export class Builder {
       const docs = ins.heredocs.map((h) => `${h.body}${h.name}\n`).join('');
       args = [...shell, ins.heredocs.length === 0 ? ins.command.text : `${ins.command.text}\n${docs}`];
     }
-    const argEnv = [...run.args.entries()].filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
+    // Build args reach the command as environment, except those ENV already sets (the classic
+    // builder's FilterAllowed), and they prefix created_by as `|N K=V ...`.
+    const env0 = containerConfig(run.state.config).Env;
+    const argEnv = [...run.args.entries()].filter(([k, v]) => v !== undefined && envGet(env0, k) === undefined).map(([k, v]) => `${k}=${v}`);
     const prefix = argEnv.length > 0 ? `|${argEnv.length} ${argEnv.join(' ')} ` : '';
     const createdBy = prefix + (ins.command.form === 'exec' ? args.join(' ') : [...shell, ins.command.text].join(' '));
     const network = ins.network === 'host' || (ins.network === undefined && this.opts.network === 'host') ? 'host' : 'none';
@@ -476,7 +498,7 @@ export class Builder {
         let userError: string | null = null;
         const layer = await this.layers.withWorkspace(
           this.top(run),
-          { init: true, files: network === 'host' ? ['etc/resolv.conf', 'etc/hosts'] : [] },
+          { init: true, files: ETC_FILES.map((f) => f.slice(1)) },
           async (ws) => {
             let user;
             try {
@@ -486,21 +508,21 @@ export class Builder {
               return false;
             }
             let env = [...(cfg.Env ?? [])];
-            for (const e of argEnv) {
-              const name = e.slice(0, e.indexOf('='));
-              if (envGet(env, name) === undefined) env.push(e);
-            }
+            env.push(...argEnv);
             if (envGet(env, 'PATH') === undefined) env = envSet(env, 'PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
             if (envGet(env, 'HOME') === undefined) env.push(`HOME=${user.home}`);
             const cwd = cfg.WorkingDir || '/';
             mkdirInRoot(ws.rootfs, cwd);
             this.print(` ---> Running in ${ws.id.slice(0, 12)}`);
-            const binds = network === 'host'
-              ? ['/etc/resolv.conf', '/etc/hosts'].map((f) => ({ source: f, destination: f, readonly: true }))
-              : [];
             status = await runContainer(
-              { rootfs: ws.rootfs, process: { args, env, cwd, uid: user.uid, gid: user.gid, additionalGids: user.additionalGids }, hostname: ws.id.slice(0, 12), network, binds },
-              { bundleParent: `${this.store.root}/tmp`, id: `strata-build-${ws.id.slice(0, 16)}`, stdout: this.opts.out, stderr: this.opts.out },
+              { rootfs: ws.rootfs, process: { args, env, cwd, uid: user.uid, gid: user.gid, additionalGids: user.additionalGids }, hostname: ws.id.slice(0, 12), network },
+              {
+                bundleParent: `${this.store.root}/tmp`,
+                id: `strata-build-${ws.id.slice(0, 16)}`,
+                stdout: this.opts.out,
+                stderr: this.opts.out,
+                files: etcFiles(ws.id.slice(0, 12)),
+              },
             );
             this.print(`Removing intermediate container ${ws.id.slice(0, 12)}`);
             return status === 0;
@@ -572,7 +594,7 @@ export class Builder {
     const sourceKey = createHash('sha256').update(described.digest + '\n' + docs.join(',') + '\n' + urls.join(',')).digest('hex');
     // The classic builder's wording: file:, dir: or multi: and a digest of the sources.
     const kindWord = described.count + inline.length + urls.length > 1 ? 'multi' : described.dirs > 0 ? 'dir' : 'file';
-    const createdBy = `/bin/sh -c #(nop) ${ins.kind} ${kindWord}:${sourceKey} in ${destWord} `;
+    const createdBy = `${this.shell(run).join(' ')} #(nop) ${ins.kind} ${kindWord}:${sourceKey} in ${destWord} `;
     return {
       key: `${createdBy}\0${chown ?? ''}\0${chmod ?? ''}\0${dest}`,
       execute: async () => {

@@ -8,8 +8,10 @@
 #   busybox-static                     a tiny real rootfs for the demo and tests
 #   util-linux (setpriv)               run test commands as another user
 #   runc                               the OCI runtime Docker uses: RUN steps of strata build
+#   docker.io (20.10)                  the oracle for strata build in tests (started privately by
+#                                      them; the package's own service is never started)
 set -euo pipefail
-PKGS=(libfuse2 libfuse-dev libfuse3-dev fuse3 pkg-config fuse-overlayfs attr acl libcap2-bin fio bc busybox-static util-linux psmisc bzip2 xz-utils zstd skopeo umoci runc)
+PKGS=(libfuse2 libfuse-dev libfuse3-dev fuse3 pkg-config fuse-overlayfs attr acl libcap2-bin fio bc busybox-static util-linux psmisc bzip2 xz-utils zstd skopeo umoci runc docker.io)
 missing=()
 for p in "${PKGS[@]}"; do
   st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -23,4 +25,12 @@ fi
 echo "native-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# Packages with services (docker.io) must not start them: tests run their own daemons. Debian's
+# policy-rc.d hook refuses service starts while it exists; one already there is left as it is.
+policy=/usr/sbin/policy-rc.d
+made_policy=false
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made_policy=true
+fi
+trap 'if $made_policy; then rm -f "$policy"; fi' EXIT
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -32,5 +32,6 @@ nogroup:x:65534:
 G
 chown 1000:1000 "$r/home/user"
 echo strata > "$r/etc/hostname"
+echo "strata busybox base" > "$r/etc/issue"
 find "$r" -exec touch -h -d @1700000000 {} +
 tar --sort=name --numeric-owner -C "$r" -cf "$out" .

@@ -87,7 +87,7 @@ COPY --from=builder /out/artifact /artifact
 COPY <<EOF /etc/motd
 welcome to $APP
 EOF
-RUN rm /etc/hostname && rm -r /home/user && mkdir /home/user && echo fresh > /home/user/.profile
+RUN rm /etc/issue && rm -r /home/user && mkdir /home/user && echo fresh > /home/user/.profile
 RUN <<EOF
 set -e
 test "$(cat /artifact)" = "built plain"
@@ -116,7 +116,7 @@ t.test('every instruction: layers, whiteouts, config and history as docker build
   t.match(r.stdout, /Successfully built [0-9a-f]{12}\nSuccessfully tagged everything:1\n$/);
   const img = inspect(st, 'everything:1');
   const c = img.Config.config;
-  t.same(c['Env'], ['APP=/app', 'GREETING=hello world']);
+  t.same(c['Env'], ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'APP=/app', 'GREETING=hello world'], 'PATH added as the classic builder does');
   t.same(c['Labels'], { 'org.example.name': 'hello world', version: '1' });
   t.equal(c['WorkingDir'], '/app');
   t.equal(c['User'], 'root');
@@ -136,8 +136,8 @@ t.test('every instruction: layers, whiteouts, config and history as docker build
   t.match(h.map((x) => x.created_by), [
     /import/, /#\(nop\)  ENV APP=\/app GREETING=hello world/, /#\(nop\)  LABEL/, /#\(nop\) WORKDIR \/app/,
     /#\(nop\) COPY dir:[0-9a-f]+ in \.\/src\//, /#\(nop\) COPY file:[0-9a-f]+ in \/etc\/a\.conf/, /#\(nop\) COPY file:/, /#\(nop\) COPY /,
-    /^\/bin\/sh -c rm \/etc\/hostname/, /^\/bin\/sh -c /, /#\(nop\)  USER user/, /^\/bin\/sh -c id -u/, /USER root/,
-    /EXPOSE 80\/tcp 53\/udp/, /VOLUME \["\/data"\]/, /HEALTHCHECK/, /STOPSIGNAL SIGINT/, /SHELL/, /ONBUILD/, /ENTRYPOINT/, /CMD/,
+    /^\/bin\/sh -c rm \/etc\/issue/, /^\/bin\/sh -c /, /#\(nop\)  USER user/, /^\/bin\/sh -c id -u/, /USER root/,
+    /EXPOSE 53\/udp 80$/, /VOLUME \[\/data\]$/, /HEALTHCHECK &\{\["CMD-SHELL" "true"\] "5s" "0s" "0s" '\\x02'\}/, /STOPSIGNAL SIGINT/, /SHELL \[\/bin\/sh -ec\]/, /^\/bin\/sh -ec #\(nop\)  ONBUILD/, /ENTRYPOINT \["\/bin\/sh" "-c"\]/, /CMD \["cat \/etc\/motd"\]/,
   ]);
 
   const [, workdir, copySrc, copyConf, copyFrom, copyMotd, runRm, runHeredoc] = img.Layers;
@@ -147,7 +147,8 @@ t.test('every instruction: layers, whiteouts, config and history as docker build
   t.equal(readFileSync(join(st.root, 'layers', copyFrom!, 'diff/artifact'), 'utf8'), 'built plain\n', 'COPY --from a stage');
   t.equal(readFileSync(join(st.root, 'layers', copyMotd!, 'diff/etc/motd'), 'utf8'), 'welcome to $APP\n', 'a COPY heredoc is not expanded by the builder');
   const rmTree = layerTree(st, runRm!);
-  t.ok(rmTree.includes('c 0 0:0 ./etc/hostname'), 'a deleted lower file is a whiteout');
+  t.ok(rmTree.includes('c 0 0:0 ./etc/issue'), 'a deleted lower file is a whiteout');
+  t.notOk(rmTree.some((l) => /etc\/(hostname|hosts|resolv\.conf)$/.test(l)), 'the files bound into the container stay out');
   t.ok(rmTree.includes('d 755 0:0 ./home/user'), 'a recreated directory');
   t.equal(must(`getfattr --absolute-names --only-values -n trusted.overlay.opaque ${st.root}/layers/${runRm}/diff/home/user`), 'y', 'is opaque');
   t.notOk(rmTree.some((l) => / \.\/(proc|sys|dev)$/.test(l)), 'runtime mount points stay out of layers');
@@ -237,6 +238,7 @@ t.test('bad input: a clear error with the line, exit 1, nothing tagged or left b
     ['image', { Dockerfile: 'FROM nosuchimage:1\n' }, /Dockerfile:1: FROM: no such image: nosuchimage:1/],
     ['run', { Dockerfile: 'FROM busybox\nRUN echo partial > /p; exit 5\n' }, /Dockerfile:2: RUN: The command '\/bin\/sh -c echo partial > \/p; exit 5' returned a non-zero code: 5/],
     ['user', { Dockerfile: 'FROM busybox\nUSER ghost\nRUN true\n' }, /Dockerfile:3: RUN: unable to find user ghost/],
+    ['bound', { Dockerfile: 'FROM busybox\nRUN rm /etc/hostname\n' }, /Device or resource busy[\s\S]*returned a non-zero code: 1|returned a non-zero code: 1/],
     ['expansion', { Dockerfile: 'FROM busybox\nENV A="${B:?must be set}"\n' }, /Dockerfile:2: ENV: B: must be set/],
   ];
   for (const [name, files, re] of cases) {

@@ -20,6 +20,11 @@ export interface RunOptions {
   id: string;
   stdout: Writable;
   stderr: Writable;
+  /**
+   * Files made for this run and bind-mounted over these paths (Docker's /etc/hostname, /etc/hosts
+   * and /etc/resolv.conf): what the process writes to them is discarded with the bundle.
+   */
+  files?: Array<{ destination: string; content: string }>;
 }
 
 export function runcAvailable(): boolean {
@@ -36,7 +41,13 @@ export async function runContainer(spec: ContainerSpec, opts: RunOptions): Promi
     rmSync(bundle, { recursive: true, force: true });
   };
   try {
-    writeFileSync(join(bundle, 'config.json'), JSON.stringify(ociSpec(spec)));
+    const binds = [...(spec.binds ?? [])];
+    (opts.files ?? []).forEach((f, i) => {
+      const source = join(bundle, `file-${i}`);
+      writeFileSync(source, f.content, { mode: 0o644 });
+      binds.push({ source, destination: f.destination, readonly: false });
+    });
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(ociSpec({ ...spec, binds })));
     const child = spawn('runc', ['run', '--bundle', bundle, opts.id], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.pipe(opts.stdout, { end: false });
     child.stderr.pipe(opts.stderr, { end: false });
