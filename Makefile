@@ -28,6 +28,7 @@ demo: link
 bench: link
 	bash bench/run.sh
 	bash bench/store.sh
+	bash bench/build.sh
 
 clean:
 	rm -rf dist native-deps/sys/build

@@ -23,6 +23,8 @@ import { ExpansionError, ShellLex } from './dockerfile/shell-lex.js';
 import { resolveInRoot } from './fs/in-root.js';
 import { containerConfig, emptyConfig, envGet, envSet, normalized, stateId, withStep, type ContainerConfig } from './image-config.js';
 import { BuildLayers } from './layers.js';
+import { FileDigests } from './file-digests.js';
+import { keepDriverReady } from '../driver/launch.js';
 import { goQuoteSlice, goSlice, healthcheckText } from './history-text.js';
 import { runContainer } from './runtime/runc.js';
 import { resolveUser } from './runtime/user.js';
@@ -108,6 +110,7 @@ export class Builder {
     private readonly images: Images,
     private readonly opts: BuildOptions,
     private readonly context: SourceTree,
+    private readonly digests: FileDigests,
   ) {
     this.lex = new ShellLex(df.directives.escape);
     this.layers = new BuildLayers(store, opts.sourceDateEpoch);
@@ -123,7 +126,12 @@ export class Builder {
     }
     const df = parseDockerfile(text, posix.basename(opts.dockerfile));
     const context = loadContext(opts.contextDir);
-    return new Builder(df, store, images, opts, context).build();
+    const digests = await FileDigests.load(store, opts.contextDir);
+    try {
+      return await new Builder(df, store, images, opts, context, digests).build();
+    } finally {
+      await digests.save();
+    }
   }
 
   private print(line: string): void {
@@ -279,6 +287,9 @@ export class Builder {
       }
       run.missed = true;
     }
+    // Steps that run mount one after another: from the first, keep drivers started ahead (a
+    // build that only hits the cache starts none).
+    keepDriverReady();
     const result = await plan.execute();
     run.state = result;
     await this.cache.save(key, { config: JSON.stringify(result.config), layers: result.layers } satisfies StepResult);
@@ -585,7 +596,9 @@ export class Builder {
     const described = await withTree(async (t) => {
       try {
         const sources = local.length > 0 ? matchSources(t, local) : [];
-        return { digest: await describeSources(t, sources), dirs: sources.filter((x) => x.stat.isDirectory()).length, count: sources.length };
+        // Context files' digests are remembered between builds; a stage's or image's files not.
+        const digests = ins.kind === 'COPY' && ins.from !== undefined ? undefined : this.digests;
+        return { digest: await describeSources(t, sources, digests), dirs: sources.filter((x) => x.stat.isDirectory()).length, count: sources.length };
       } catch (err) {
         this.fail(ins, (err as Error).message);
       }

@@ -179,7 +179,7 @@ function below(tree: SourceTree, src: Source, sub: string, host: string, out: En
  * The cache key's view of the sources: for each entry its path, type, mode, owner, link target
  * and content digest, in a fixed order. Host mtimes are left out on purpose.
  */
-export async function describeSources(tree: SourceTree, sources: Source[]): Promise<string> {
+export async function describeSources(tree: SourceTree, sources: Source[], digests?: { digest(path: string, st: Stats): Promise<string> }): Promise<string> {
   const h = createHash('sha256');
   h.update(`tree ${tree.identity ?? 'context'}\n`);
   for (const src of sources) {
@@ -188,7 +188,7 @@ export async function describeSources(tree: SourceTree, sources: Source[]): Prom
       const kind = s.isDirectory() ? 'd' : s.isSymbolicLink() ? 'l' : s.isFile() ? 'f' : 'o';
       h.update(`${JSON.stringify(src.rel)} ${JSON.stringify(e.sub)} ${kind} ${(s.mode & 0o7777).toString(8)} ${s.uid}:${s.gid}`);
       if (kind === 'l') h.update(` -> ${readlinkSync(e.host)}`);
-      if (kind === 'f') h.update(` ${s.size} ${await fileDigest(e.host)}`);
+      if (kind === 'f') h.update(` ${s.size} ${await (digests?.digest(e.host, s) ?? fileDigest(e.host))}`);
       h.update('\n');
     }
   }

@@ -265,7 +265,24 @@ async function main(): Promise<void> {
       throw new UserError(msg);
     })
     .help()
+    // --help and --version end the command normally instead of exiting from inside yargs.
+    .exitProcess(false)
     .parseAsync();
 }
 
-main().catch(fail);
+// A command whose promise never settles (the event loop ran dry while it awaited something that
+// holds no handle) must not pass for a success: scripts trust exit codes.
+let settled = false;
+process.on('exit', (code) => {
+  if (!settled && code === 0) {
+    process.stderr.write('strata: internal error: the command stopped before finishing\n');
+    process.exitCode = 70;
+  }
+});
+main().then(
+  () => (settled = true),
+  (err: unknown) => {
+    settled = true;
+    fail(err);
+  },
+);

@@ -3,7 +3,7 @@
  * a file under the run directory, and this call returns once the driver says the mount is live.
  * Used by `strata mount` and by the layer store's get().
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MountConfig } from './mount-config.js';
@@ -13,19 +13,68 @@ import { readState, removeState, runDir, stateFile } from './runtime.js';
 /** The driver did not come up; the message says why (from the driver itself when it could). */
 export class LaunchError extends Error {}
 
-/** Start a detached driver and wait for it to say the mount is live. */
-export function startDriver(config: MountConfig): Promise<void> {
-  // The compiled entry point, also when this module runs from source (tests).
-  const main = join(projectRoot(), 'dist', 'driver', 'main.js');
+/** The compiled entry point, also when this module runs from source (tests). */
+function driverMain(): string {
+  return join(projectRoot(), 'dist', 'driver', 'main.js');
+}
+
+/** Driver processes started ahead, waiting for their config on stdin (see driver/main.ts). */
+const standby: ChildProcess[] = [];
+let standbyWanted = 0;
+/** Drivers this process started, by mountpoint: stopMount waits for their exit event. */
+const started = new Map<string, ChildProcess>();
+
+function spawnStandby(): ChildProcess {
   mkdirSync(`${runDir()}/mounts`, { recursive: true, mode: 0o700 });
-  const logPath = stateFile(config.mountpoint).replace(/\.json$/, '.log');
+  const logPath = join(runDir(), 'mounts', `standby-${process.pid}-${Date.now()}-${Math.random().toString(16).slice(2)}.log`);
   const log = openSync(logPath, 'a', 0o600);
-  const child = spawn(process.execPath, [main, JSON.stringify(config)], {
+  const child = spawn(process.execPath, [driverMain(), '--standby', logPath], {
     detached: true,
-    stdio: ['ignore', log, log, 'pipe'],
+    stdio: ['pipe', log, log, 'pipe'],
   });
   closeSync(log);
+  // Not a reason for this process to stay alive; the pipe's EOF at exit ends the driver.
+  child.unref();
+  (child.stdin as unknown as { unref?: () => void }).unref?.();
+  (child.stdio[3] as unknown as { unref?: () => void }).unref?.();
+  child.on('error', () => undefined);
+  return child;
+}
+
+/**
+ * Keep one driver process started ahead from now on, so that each mount costs no process start
+ * (a build mounts once per step). The spare one exits with this process.
+ */
+export function keepDriverReady(count = 2): void {
+  standbyWanted = count;
+  while (standby.length < standbyWanted) standby.push(spawnStandby());
+}
+
+/** Start a detached driver and wait for it to say the mount is live. */
+export function startDriver(config: MountConfig): Promise<void> {
+  let child: ChildProcess;
+  while (standby.length > 0 && standby[0]!.exitCode !== null) standby.shift();
+  const ready = standby.shift();
+  if (ready !== undefined) {
+    child = ready;
+    // Waited on now: its readiness pipe keeps this process alive until the answer.
+    (child.stdio[3] as unknown as { ref?: () => void }).ref?.();
+    child.stdin!.end(JSON.stringify(config));
+    while (standby.length < standbyWanted) standby.push(spawnStandby());
+  } else {
+    mkdirSync(`${runDir()}/mounts`, { recursive: true, mode: 0o700 });
+    const logPath = stateFile(config.mountpoint).replace(/\.json$/, '.log');
+    const log = openSync(logPath, 'a', 0o600);
+    child = spawn(process.execPath, [driverMain(), JSON.stringify(config)], {
+      detached: true,
+      stdio: ['ignore', log, log, 'pipe'],
+    });
+    closeSync(log);
+  }
+  started.set(config.mountpoint, child);
+  child.once('exit', () => started.delete(config.mountpoint));
   const pipe = child.stdio[3] as NodeJS.ReadableStream;
+  const logPath = stateFile(config.mountpoint).replace(/\.json$/, '.log');
   return new Promise((done, fail) => {
     let said = '';
     const timer = setTimeout(() => {
@@ -68,6 +117,14 @@ export async function stopMount(mountpoint: string, lazy = false): Promise<numbe
   const state = readState(mountpoint);
   const r = sys.umount2(mountpoint, lazy ? sys.MNT_DETACH : 0);
   if (r < 0) return r;
+  const mine = started.get(mountpoint);
+  if (mine !== undefined && mine.exitCode === null && !lazy) {
+    // A driver of ours: its exit event says when it is gone, no polling.
+    // The timer (not unref'd) also keeps this process alive while an unref'd driver exits.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise((res) => mine.once('exit', res)), new Promise((res) => (timer = setTimeout(res, 10_000)))]);
+    clearTimeout(timer);
+  }
   if (state !== null) {
     // The driver exits once the kernel ends the connection; give it a moment to close up.
     const deadline = Date.now() + 10_000;

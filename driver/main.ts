@@ -2,15 +2,20 @@
  * Entry point of a driver process started by `strata mount`: the mount config arrives as JSON in
  * argv[2]; readiness ("ok" or "error <message>") is written to fd 3, which the CLI waits on.
  * Output goes wherever the CLI pointed stdout/stderr (a log file, or the terminal with --foreground).
+ *
+ * With `--standby` the process starts, loads everything, and only then reads its config from
+ * stdin: a builder keeps one such driver ready so that a step's mount costs no process start.
+ * Its log file is renamed to the mount's once the config is known. EOF on stdin without a config
+ * (the builder is gone) ends it.
  */
-import { closeSync, writeSync } from 'node:fs';
+import { closeSync, renameSync, writeSync } from 'node:fs';
 import type { MountConfig } from './mount-config.js';
 import { serve } from './server.js';
+import { stateFile } from './runtime.js';
 
 // Enough threadpool workers for parallel reads, writes and copy-ups of one mount.
 process.env['UV_THREADPOOL_SIZE'] ??= '8';
 
-const config = JSON.parse(process.argv[2] ?? '{}') as MountConfig;
 const notify = (msg: string) => {
   try {
     writeSync(3, msg + '\n');
@@ -19,6 +24,7 @@ const notify = (msg: string) => {
     // No readiness pipe: started by hand.
   }
 };
+function start(config: MountConfig): void {
 serve(config, {
   ready(err) {
     if (err) {
@@ -32,3 +38,25 @@ serve(config, {
     process.stderr.write(line + '\n');
   },
 });
+}
+
+if (process.argv[2] === '--standby') {
+  const standbyLog = process.argv[3];
+  let input = '';
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (c: string) => (input += c));
+  process.stdin.on('end', () => {
+    if (input.trim() === '') process.exit(0);
+    const config = JSON.parse(input) as MountConfig;
+    if (standbyLog !== undefined) {
+      try {
+        renameSync(standbyLog, stateFile(config.mountpoint).replace(/\.json$/, '.log'));
+      } catch {
+        // The log keeps its standby name.
+      }
+    }
+    start(config);
+  });
+} else {
+  start(JSON.parse(process.argv[2] ?? '{}') as MountConfig);
+}

@@ -69,6 +69,7 @@ export class Metadata {
   readonly tags;
   readonly mounts;
   readonly buildCache;
+  readonly fileDigests;
 
   private constructor(readonly db: Level<string, unknown>) {
     this.layers = db.sublevel<string, LayerRecord>('layers', { valueEncoding: 'json' });
@@ -76,6 +77,8 @@ export class Metadata {
     this.tags = db.sublevel<string, string>('tags', { valueEncoding: 'utf8' });
     this.mounts = db.sublevel<string, MountRecord>('mounts', { valueEncoding: 'json' });
     this.buildCache = db.sublevel<string, BuildCacheRecord>('buildcache', { valueEncoding: 'json' });
+    // Build context files' content digests by host path (see builder/file-digests.ts).
+    this.fileDigests = db.sublevel<string, { id: string; digest: string }>('filedigests', { valueEncoding: 'json' });
   }
 
   /**
