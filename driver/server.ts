@@ -5,6 +5,7 @@
  * the process exits when the kernel ends the connection (the last open file closed). SIGUSR1
  * writes the counters to the status file.
  */
+import { rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as LL from 'fuse-native/lowlevel/index.js';
 import { sys } from './native/sys.js';
@@ -62,6 +63,9 @@ export function serve(config: MountConfig, hooks: ServeHooks): void {
     if (config.debug) hooks.log(`strata: stats ${JSON.stringify(stats())}`);
     removeState(config.mountpoint);
     closeLayerStack(stack);
+    // A mount that had nothing to say leaves no log behind (one per mount would pile up).
+    const log = stateFile(config.mountpoint).replace(/\.json$/, '.log');
+    if (statSync(log, { throwIfNoEntry: false })?.size === 0) rmSync(log, { force: true });
     process.exit(code);
   };
   const detach = () => {

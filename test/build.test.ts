@@ -256,3 +256,76 @@ t.test('bad input: a clear error with the line, exit 1, nothing tagged or left b
   t.equal(st.s('check').code, 0);
   leftovers(t, st);
 });
+
+t.test('COPY and ADD: directories, wildcards, destinations, archives, URLs', async (t) => {
+  const st = newStore(t);
+  const ctx = context(st.base, {
+    'a.txt': 'A\n',
+    'b.txt': 'B\n',
+    'dir/x': 'X\n',
+    'dir/sub/y': 'Y\n',
+    'pkg/file': 'packed\n',
+  });
+  must(`cd ${ctx} && ln -s file pkg/link && tar -cf plain.tar pkg && tar -czf gz.tar.gz pkg && tar -cjf bz.tar.bz2 pkg && tar -cJf xz.tar.xz pkg && rm -r pkg`);
+  // A web server in a process of its own (the builds below block this one): busybox httpd.
+  const www = join(st.base, 'www');
+  mkdirSync(www);
+  writeFileSync(join(www, 'remote.txt'), 'from the web\n');
+  must(`touch -d @1445412480 ${www}/remote.txt`);
+  const net = await import('node:net');
+  const port = await new Promise<number>((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (probe.address() as { port: number }).port;
+      probe.close(() => resolve(p));
+    });
+  });
+  const { spawn } = await import('node:child_process');
+  const httpd = spawn('busybox', ['httpd', '-f', '-p', `127.0.0.1:${port}`, '-h', www], { stdio: 'ignore' });
+  t.teardown(() => void httpd.kill());
+  for (let i = 0; i < 50 && run('busybox', ['wget', '-q', '-O', '/dev/null', `http://127.0.0.1:${port}/remote.txt`]).code !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  writeFileSync(join(ctx, 'Dockerfile'), [
+    'FROM busybox',
+    'COPY *.txt /multi/',
+    'COPY dir /dircontents',
+    'COPY a.txt /renamed',
+    'COPY b.txt /etc',
+    'COPY --chown=user dir/x /owned',
+    'ADD plain.tar /x/plain/',
+    'ADD gz.tar.gz /x/gz/',
+    'ADD bz.tar.bz2 /x/bz/',
+    'ADD xz.tar.xz /x/xz/',
+    'ADD a.txt /added.txt',
+    `ADD http://127.0.0.1:${port}/remote.txt /web/`,
+    '',
+  ].join('\n'));
+  const r = build(st, ctx, '-t', 'copies:1');
+  t.equal(r.code, 0, r.stderr);
+  const mnt = st.s('mount', 'copies:1').stdout.trim();
+  t.teardown(() => void (existsSync(join(mnt, 'bin')) && st.s('umount', mnt)));
+  const read = (p: string) => readFileSync(join(mnt, p), 'utf8');
+  t.same([read('multi/a.txt'), read('multi/b.txt')], ['A\n', 'B\n'], 'a wildcard copies into the directory');
+  t.same([read('dircontents/x'), read('dircontents/sub/y')], ['X\n', 'Y\n'], "a directory source copies its contents");
+  t.notOk(existsSync(join(mnt, 'dircontents/dir')));
+  t.equal(read('renamed'), 'A\n', 'a file to a new path takes that name');
+  t.equal(read('etc/b.txt'), 'B\n', 'a file into an existing directory keeps its name');
+  t.equal(must(`stat -c %u:%g ${mnt}/owned`).trim(), '1000:1000', '--chown by user name');
+  for (const kind of ['plain', 'gz', 'bz', 'xz']) {
+    t.equal(read(`x/${kind}/pkg/file`), 'packed\n', `ADD unpacks a ${kind} tar`);
+    t.equal(must(`readlink ${mnt}/x/${kind}/pkg/link`).trim(), 'file');
+  }
+  t.equal(read('added.txt'), 'A\n', 'ADD of a plain file copies it');
+  t.equal(read('web/remote.txt'), 'from the web\n', 'ADD of a URL downloads it');
+  t.equal(must(`stat -c %a ${mnt}/web/remote.txt`).trim(), '600', 'with mode 0600');
+  t.equal(must(`stat -c %Y ${mnt}/web/remote.txt`).trim(), '1445412480', "and the server's Last-Modified");
+  t.equal(st.s('umount', mnt).code, 0);
+
+  const bad = context(join(st.base, 'bad'), { Dockerfile: 'FROM busybox\nADD http://127.0.0.1:9/nothing.txt /\n' });
+  const rb = build(st, bad, '-t', 'bad:url');
+  t.equal(rb.code, 1);
+  t.match(rb.stderr, /Dockerfile:2: ADD: failed to fetch http:\/\/127\.0\.0\.1:9\/nothing\.txt/);
+  const missing = context(join(st.base, 'missing'), { Dockerfile: `FROM busybox\nADD http://127.0.0.1:${port}/gone.txt /\n` });
+  t.match(build(st, missing).stderr, /HTTP 404/);
+  leftovers(t, st);
+});
