@@ -8,7 +8,7 @@
  * cache`, ` ---> <id>`, RUN output as it comes, `Successfully built` and `Successfully tagged`.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, lchownSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, lchownSync, readFileSync, writeFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Digest } from '../driver/store/digest.js';
@@ -16,7 +16,7 @@ import type { ImageConfig, Images } from '../driver/store/images.js';
 import type { LayerStore } from '../driver/store/store.js';
 import { BuildCache, type StepResult } from './cache.js';
 import { describeSources, hasWildcard, loadContext, matchSources, rootfsTree, type SourceTree } from './context.js';
-import { copyInto, mkdirInRoot, type Ownership } from './copy.js';
+import { copyInto, ensureDir, mkdirInRoot, type Ownership } from './copy.js';
 import { DockerfileError } from './dockerfile/errors.js';
 import { parseDockerfile, parseDuration, parseInstruction, type Command, type Dockerfile, type Instruction, type Stage } from './dockerfile/parse.js';
 import { ExpansionError, ShellLex } from './dockerfile/shell-lex.js';
@@ -449,21 +449,15 @@ export class Builder {
     return {
       key: createdBy,
       execute: async () => {
-        const exists = await this.layers.withRootfs(this.top(run), async (rootfs) => {
+        // A layer only if the directory had to be made: otherwise the workspace is dropped.
+        const layer = await this.layers.withWorkspace(this.top(run), { init: false }, async (ws) => {
+          const owner = this.userOwnership(ws.rootfs, containerConfig(run.state.config).User, ins);
           try {
-            return statSync(resolveInRoot(rootfs, dir)).isDirectory();
-          } catch {
-            return false;
+            return ensureDir(ws.rootfs, dir, owner);
+          } catch (err) {
+            this.fail(ins, (err as Error).message);
           }
         });
-        let layer = null;
-        if (!exists) {
-          layer = await this.layers.withWorkspace(this.top(run), { init: false }, async (ws) => {
-            const owner = this.userOwnership(ws.rootfs, containerConfig(run.state.config).User, ins);
-            mkdirInRoot(ws.rootfs, dir, owner);
-            return true;
-          });
-        }
         const config = withStep(run.state.config, createdBy, layer?.diffId ?? null, this.now());
         containerConfig(config).WorkingDir = dir;
         return { config, layers: layer === null ? run.state.layers : [...run.state.layers, layer.id] };

@@ -36,7 +36,14 @@ export interface CopySpec {
 
 /** Make `dir` (container path) and missing parents, as directories of the rootfs. */
 export function mkdirInRoot(rootfs: string, dir: string, owner: Ownership = { uid: 0, gid: 0 }): string {
+  ensureDir(rootfs, dir, owner);
+  return resolveInRoot(rootfs, dir);
+}
+
+/** mkdirInRoot that says whether it created anything. */
+export function ensureDir(rootfs: string, dir: string, owner: Ownership = { uid: 0, gid: 0 }): boolean {
   let cur = '/';
+  let created = false;
   for (const part of dir.split('/').filter((p) => p !== '')) {
     cur = posix.join(cur, part);
     const host = resolveInRoot(rootfs, cur);
@@ -45,11 +52,12 @@ export function mkdirInRoot(rootfs: string, dir: string, owner: Ownership = { ui
       mkdirSync(host, { mode: 0o755 });
       chmodSync(host, 0o755);
       lchownSync(host, owner.uid, owner.gid);
+      created = true;
     } else if (!st.isDirectory()) {
       throw new CopyError(`${cur} exists and is not a directory`);
     }
   }
-  return resolveInRoot(rootfs, dir);
+  return created;
 }
 
 export function copyInto(rootfs: string, spec: CopySpec): void {
