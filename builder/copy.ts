@@ -93,7 +93,11 @@ function place(rootfs: string, path: string, from: string, st: import('node:fs')
     else if (st.isFile()) copyFileSync(from, host, fsc.COPYFILE_EXCL);
     else throw new CopyError(`${from}: only files, directories and symlinks can be copied`);
   }
-  lchownSync(host, owner.uid, owner.gid);
-  if (!st.isSymbolicLink()) chmodSync(host, spec.chmod ?? st.mode & 0o7777);
+  // Each call is a FUSE round trip: a file root creates is root's already, and copyFile gave it
+  // the source's mode; only what differs is set.
+  const chown = owner.uid !== 0 || owner.gid !== 0 || st.isDirectory() || process.getuid?.() !== 0;
+  if (chown) lchownSync(host, owner.uid, owner.gid);
+  // After chown, which clears setuid and setgid.
+  if (st.isDirectory() || (st.isFile() && (spec.chmod !== undefined || chown))) chmodSync(host, spec.chmod ?? st.mode & 0o7777);
   lutimesSync(host, st.mtime, st.mtime);
 }

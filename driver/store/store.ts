@@ -16,6 +16,7 @@
  * reports and `prune` removes; never a record without its content.
  */
 import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { constants as fsc, existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -52,6 +53,7 @@ export class LayerStore {
   }
 
   async close(): Promise<void> {
+    await Promise.allSettled([...this.removals]);
     await this.meta.close();
   }
 
@@ -265,8 +267,14 @@ export class LayerStore {
     if (layerId === null || !existsSync(this.layerDir(layerId))) return;
     const doomed = join(this.root, 'tmp', randomBytes(8).toString('hex'));
     renameSync(this.layerDir(layerId), doomed);
-    rmSync(doomed, { recursive: true, force: true });
+    // Gone from layers/ now; the files go on the threadpool while the caller carries on (a build
+    // drops a writable layer per step). close() waits for them; tmp/ is emptied at open anyway.
+    const removal = rm(doomed, { recursive: true, force: true }).finally(() => this.removals.delete(removal));
+    this.removals.add(removal);
   }
+
+  /** Directory removals still running (see forget). */
+  private readonly removals = new Set<Promise<void>>();
 
   async addMount(rec: MountRecord): Promise<void> {
     await this.meta.write([{ type: 'put', sublevel: this.meta.mounts, key: rec.mountpoint, value: rec }]);
