@@ -627,6 +627,12 @@ export class Builder {
           }
           for (const url of urls) await addFromUrl(url, ws.rootfs, dest, destIsDir, owner, mode, (m) => this.fail(ins, m));
           return true;
+        }).catch((err: unknown) => {
+          // What the sources or the destination refuse (a fifo, a file over a directory, an
+          // unreadable file, a broken archive) is the step's error, with its line.
+          if (err instanceof BuildError) throw err;
+          const e = err as NodeJS.ErrnoException;
+          this.fail(ins, e.code !== undefined && e.path !== undefined ? `${e.path}: ${e.code}` : e.message);
         });
         const config = withStep(run.state.config, createdBy, layer!.diffId!, this.now());
         return { config, layers: [...run.state.layers, layer!.id] };

@@ -248,6 +248,16 @@ t.test('bad input: a clear error with the line, exit 1, nothing tagged or left b
     t.match(r.stderr, re, `${name}: the message`);
     t.equal(st.s('inspect', `bad:${name}`).code, 1, `${name}: nothing tagged`);
   }
+  const fifo = context(join(st.base, 'fifo'), { Dockerfile: 'FROM busybox\nCOPY pipe /pipe\n' });
+  must(`mkfifo ${fifo}/pipe`);
+  const rf = build(st, fifo, '-t', 'bad:fifo');
+  t.equal(rf.code, 1, 'a fifo in the context');
+  t.match(rf.stderr, /Dockerfile:2: COPY: .*pipe: only files, directories and symlinks can be copied/);
+  const broken = context(join(st.base, 'broken'), { Dockerfile: 'FROM busybox\nADD broken.tar.gz /x/\n' });
+  must(`head -c 3000 /dev/urandom | gzip > ${broken}/broken.tar.gz && printf '\\037\\213garbage' > ${broken}/broken.tar.gz`);
+  const rbk = build(st, broken, '-t', 'bad:broken');
+  t.equal(rbk.code, 1, 'a corrupt archive for ADD');
+  t.match(rbk.stderr, /Dockerfile:2: ADD: broken\.tar\.gz: /);
   const symlinkOut = context(join(st.base, 'symlink'), { Dockerfile: 'FROM busybox\nCOPY link/passwd /stolen\n' });
   must(`ln -s /etc ${symlinkOut}/link`);
   const r = build(st, symlinkOut, '-t', 'bad:symlink');
