@@ -271,10 +271,11 @@ async function main(): Promise<void> {
 }
 
 // A command whose promise never settles (the event loop ran dry while it awaited something that
-// holds no handle) must not pass for a success: scripts trust exit codes.
+// holds no handle) must not pass for a success: scripts trust exit codes. 'beforeExit' comes only
+// from such a drain, never from an explicit process.exit (a foreground mount ends that way).
 let settled = false;
-process.on('exit', (code) => {
-  if (!settled && code === 0) {
+process.on('beforeExit', () => {
+  if (!settled && (process.exitCode ?? 0) === 0) {
     process.stderr.write('strata: internal error: the command stopped before finishing\n');
     process.exitCode = 70;
   }
