@@ -614,7 +614,7 @@ export class Builder {
               const one = { tree: t, sources: [src], dest, destIsDir, ...(owner !== undefined ? { chown: owner } : {}), ...(mode !== undefined ? { chmod: mode } : {}) };
               if (ins.kind === 'ADD' && src.stat.isFile() && (await isArchive(src.host))) {
                 await extractArchive(src.host, ws.rootfs, dest, owner);
-              } else copyInto(ws.rootfs, one);
+              } else await copyInto(ws.rootfs, one);
             }
           });
           for (const h of inline) {

@@ -9,9 +9,10 @@
  * mount are safe.
  */
 import {
-  copyFileSync, lchownSync, lstatSync, lutimesSync, chmodSync, mkdirSync, readlinkSync, rmSync,
-  symlinkSync, constants as fsc,
+  lchownSync, lstatSync, lutimesSync, chmodSync, mkdirSync, readlinkSync, rmSync, symlinkSync,
+  constants as fsc, type Stats,
 } from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import { posix } from 'node:path';
 import { resolveInRoot } from './fs/in-root.js';
 import { walk, type Source, type SourceTree } from './context.js';
@@ -60,44 +61,80 @@ export function ensureDir(rootfs: string, dir: string, owner: Ownership = { uid:
   return created;
 }
 
-export function copyInto(rootfs: string, spec: CopySpec): void {
+/** Files copied at once: the mount serves them in parallel, hiding each one's round trips. */
+const FILES_IN_FLIGHT = 16;
+
+export async function copyInto(rootfs: string, spec: CopySpec): Promise<void> {
   const destHost = resolveInRoot(rootfs, spec.dest);
   const destStat = lstatSync(destHost, { throwIfNoEntry: false });
   const intoDir = spec.destIsDir || destStat?.isDirectory() === true;
+  // Directories this copy made or met, by container path: their children need no resolving.
+  const hostDirs = new Map<string, string>();
+  const dirTimes: Array<[string, Date]> = [];
+  const files: Array<() => Promise<void>> = [];
   for (const src of spec.sources) {
     let target: string;
     if (src.stat.isDirectory()) target = spec.dest;
     else target = intoDir ? posix.join(spec.dest, posix.basename(src.rel === '' ? '/' : src.rel)) : spec.dest;
-    mkdirInRoot(rootfs, src.stat.isDirectory() ? target : posix.dirname(target), spec.chown);
+    const top = src.stat.isDirectory() ? target : posix.dirname(target);
+    hostDirs.set(top, mkdirInRoot(rootfs, top, spec.chown));
     for (const e of walk(spec.tree, src)) {
       // A directory source itself is the destination directory, which already exists.
       if (e.sub === '' && src.stat.isDirectory()) continue;
       const path = e.sub === '' ? target : posix.join(target, e.sub);
-      place(rootfs, path, e.host, e.stat, spec);
+      const parent = hostDirs.get(posix.dirname(path)) ?? resolveInRoot(rootfs, posix.dirname(path));
+      const host = posix.join(parent, posix.basename(path));
+      if (e.stat.isDirectory()) {
+        place(host, path, e.host, e.stat, spec);
+        hostDirs.set(path, host);
+        dirTimes.push([host, e.stat.mtime]);
+      } else if (e.stat.isFile()) files.push(() => placeFile(host, path, e.host, e.stat, spec));
+      else place(host, path, e.host, e.stat, spec);
     }
   }
+  let next = 0;
+  const worker = async () => {
+    while (next < files.length) await files[next++]!();
+  };
+  await Promise.all(Array.from({ length: Math.min(FILES_IN_FLIGHT, files.length) }, worker));
+  // Directory times last, deepest first: adding their entries changed them.
+  for (const [host, t] of dirTimes.reverse()) lutimesSync(host, t, t);
 }
 
-function place(rootfs: string, path: string, from: string, st: import('node:fs').Stats, spec: CopySpec): void {
-  const parent = resolveInRoot(rootfs, posix.dirname(path));
-  const host = posix.join(parent, posix.basename(path));
+function ownerOf(spec: CopySpec): Ownership {
+  return spec.chown ?? { uid: 0, gid: 0 };
+}
+
+/** Directories and symlinks (the files go through placeFile). */
+function place(host: string, path: string, from: string, st: Stats, spec: CopySpec): void {
   const existing = lstatSync(host, { throwIfNoEntry: false });
-  const owner = spec.chown ?? { uid: 0, gid: 0 };
+  const owner = ownerOf(spec);
   if (st.isDirectory()) {
     if (existing !== undefined && !existing.isDirectory()) rmSync(host, { force: true });
     if (existing === undefined || !existing.isDirectory()) mkdirSync(host);
-  } else {
-    if (existing?.isDirectory()) throw new CopyError(`cannot copy ${from} over the directory ${path}`);
-    if (existing !== undefined) rmSync(host, { force: true });
-    if (st.isSymbolicLink()) symlinkSync(readlinkSync(from), host);
-    else if (st.isFile()) copyFileSync(from, host, fsc.COPYFILE_EXCL);
-    else throw new CopyError(`${from}: only files, directories and symlinks can be copied`);
+    lchownSync(host, owner.uid, owner.gid);
+    chmodSync(host, spec.chmod ?? st.mode & 0o7777);
+    return;
   }
+  if (!st.isSymbolicLink()) throw new CopyError(`${from}: only files, directories and symlinks can be copied`);
+  if (existing?.isDirectory()) throw new CopyError(`cannot copy ${from} over the directory ${path}`);
+  if (existing !== undefined) rmSync(host, { force: true });
+  symlinkSync(readlinkSync(from), host);
+  lchownSync(host, owner.uid, owner.gid);
+  lutimesSync(host, st.mtime, st.mtime);
+}
+
+async function placeFile(host: string, path: string, from: string, st: Stats, spec: CopySpec): Promise<void> {
+  const existing = await fsp.lstat(host).catch(() => undefined);
+  if (existing?.isDirectory()) throw new CopyError(`cannot copy ${from} over the directory ${path}`);
+  if (existing !== undefined) await fsp.rm(host, { force: true });
+  await fsp.copyFile(from, host, fsc.COPYFILE_EXCL);
   // Each call is a FUSE round trip: a file root creates is root's already, and copyFile gave it
   // the source's mode; only what differs is set.
-  const chown = owner.uid !== 0 || owner.gid !== 0 || st.isDirectory() || process.getuid?.() !== 0;
-  if (chown) lchownSync(host, owner.uid, owner.gid);
+  const owner = ownerOf(spec);
+  const chown = owner.uid !== 0 || owner.gid !== 0 || process.getuid?.() !== 0;
+  if (chown) await fsp.lchown(host, owner.uid, owner.gid);
   // After chown, which clears setuid and setgid.
-  if (st.isDirectory() || (st.isFile() && (spec.chmod !== undefined || chown))) chmodSync(host, spec.chmod ?? st.mode & 0o7777);
-  lutimesSync(host, st.mtime, st.mtime);
+  if (spec.chmod !== undefined || chown) await fsp.chmod(host, spec.chmod ?? st.mode & 0o7777);
+  await fsp.lutimes(host, st.mtime, st.mtime);
 }
