@@ -21,6 +21,7 @@ import { DockerfileError } from './dockerfile/errors.js';
 import { parseDockerfile, parseDuration, parseInstruction, type Command, type Dockerfile, type Instruction, type Stage } from './dockerfile/parse.js';
 import { ExpansionError, ShellLex } from './dockerfile/shell-lex.js';
 import { resolveInRoot } from './fs/in-root.js';
+import { MountedRoot, type Root } from './fs/root.js';
 import { containerConfig, emptyConfig, envGet, envSet, normalized, stateId, withStep, type ContainerConfig } from './image-config.js';
 import { BuildLayers } from './layers.js';
 import { FileDigests } from './file-digests.js';
@@ -605,16 +606,29 @@ export class Builder {
     return {
       key: `${createdBy}\0${chown ?? ''}\0${chmod ?? ''}\0${dest}`,
       execute: async () => {
-        const layer = await this.layers.withWorkspace(this.top(run), { init: false }, async (ws) => {
+        const mode = chmod === undefined ? undefined : parseInt(chmod, 8);
+        // A plain COPY writes straight into the new layer's upper directory: no mount needed.
+        const direct = ins.kind === 'COPY' && inline.length === 0;
+        const layer = await (direct
+          ? this.layers.withUpper(this.top(run), async (root) => {
+              const owner = chown === undefined ? undefined : this.ownerFromSpec(root, chown, ins);
+              await withTree(async (t) => {
+                const sources = matchSources(t, local);
+                for (const src of sources) {
+                  await copyInto(root, { tree: t, sources: [src], dest, destIsDir, ...(owner !== undefined ? { chown: owner } : {}), ...(mode !== undefined ? { chmod: mode } : {}) });
+                }
+              });
+              return true;
+            })
+          : this.layers.withWorkspace(this.top(run), { init: false }, async (ws) => {
           const owner = chown === undefined ? undefined : this.ownerFromSpec(ws.rootfs, chown, ins);
-          const mode = chmod === undefined ? undefined : parseInt(chmod, 8);
           await withTree(async (t) => {
             const sources = local.length > 0 ? matchSources(t, local) : [];
             for (const src of sources) {
               const one = { tree: t, sources: [src], dest, destIsDir, ...(owner !== undefined ? { chown: owner } : {}), ...(mode !== undefined ? { chmod: mode } : {}) };
               if (ins.kind === 'ADD' && src.stat.isFile() && (await isArchive(src.host))) {
                 await extractArchive(src.host, ws.rootfs, dest, owner);
-              } else await copyInto(ws.rootfs, one);
+              } else await copyInto(new MountedRoot(ws.rootfs), one);
             }
           });
           for (const h of inline) {
@@ -627,7 +641,7 @@ export class Builder {
           }
           for (const url of urls) await addFromUrl(url, ws.rootfs, dest, destIsDir, owner, mode, (m) => this.fail(ins, m));
           return true;
-        }).catch((err: unknown) => {
+        })).catch((err: unknown) => {
           // What the sources or the destination refuse (a fifo, a file over a directory, an
           // unreadable file, a broken archive) is the step's error, with its line.
           if (err instanceof BuildError) throw err;
@@ -640,7 +654,7 @@ export class Builder {
     };
   }
 
-  private ownerFromSpec(rootfs: string, spec: string, ins: Instruction): Ownership {
+  private ownerFromSpec(rootfs: string | Root, spec: string, ins: Instruction): Ownership {
     try {
       const u = resolveUser(rootfs, spec);
       return { uid: u.uid, gid: u.gid };

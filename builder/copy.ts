@@ -14,15 +14,12 @@ import {
 } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { posix } from 'node:path';
-import { resolveInRoot } from './fs/in-root.js';
+import { MountedRoot, type Ownership, type Root } from './fs/root.js';
 import { walk, type Source, type SourceTree } from './context.js';
 
 export class CopyError extends Error {}
 
-export interface Ownership {
-  uid: number;
-  gid: number;
-}
+export type { Ownership };
 
 export interface CopySpec {
   tree: SourceTree;
@@ -37,36 +34,19 @@ export interface CopySpec {
 
 /** Make `dir` (container path) and missing parents, as directories of the rootfs. */
 export function mkdirInRoot(rootfs: string, dir: string, owner: Ownership = { uid: 0, gid: 0 }): string {
-  ensureDir(rootfs, dir, owner);
-  return resolveInRoot(rootfs, dir);
+  return new MountedRoot(rootfs).mkdirp(dir, owner).host;
 }
 
 /** mkdirInRoot that says whether it created anything. */
 export function ensureDir(rootfs: string, dir: string, owner: Ownership = { uid: 0, gid: 0 }): boolean {
-  let cur = '/';
-  let created = false;
-  for (const part of dir.split('/').filter((p) => p !== '')) {
-    cur = posix.join(cur, part);
-    const host = resolveInRoot(rootfs, cur);
-    const st = lstatSync(host, { throwIfNoEntry: false });
-    if (st === undefined) {
-      mkdirSync(host, { mode: 0o755 });
-      chmodSync(host, 0o755);
-      lchownSync(host, owner.uid, owner.gid);
-      created = true;
-    } else if (!st.isDirectory()) {
-      throw new CopyError(`${cur} exists and is not a directory`);
-    }
-  }
-  return created;
+  return new MountedRoot(rootfs).mkdirp(dir, owner).created;
 }
 
 /** Files copied at once: the mount serves them in parallel, hiding each one's round trips. */
 const FILES_IN_FLIGHT = 16;
 
-export async function copyInto(rootfs: string, spec: CopySpec): Promise<void> {
-  const destHost = resolveInRoot(rootfs, spec.dest);
-  const destStat = lstatSync(destHost, { throwIfNoEntry: false });
+export async function copyInto(root: Root, spec: CopySpec): Promise<void> {
+  const destStat = root.stat(spec.dest);
   const intoDir = spec.destIsDir || destStat?.isDirectory() === true;
   // Directories this copy made or met, by container path: their children need no resolving.
   const hostDirs = new Map<string, string>();
@@ -77,12 +57,12 @@ export async function copyInto(rootfs: string, spec: CopySpec): Promise<void> {
     if (src.stat.isDirectory()) target = spec.dest;
     else target = intoDir ? posix.join(spec.dest, posix.basename(src.rel === '' ? '/' : src.rel)) : spec.dest;
     const top = src.stat.isDirectory() ? target : posix.dirname(target);
-    hostDirs.set(top, mkdirInRoot(rootfs, top, spec.chown));
+    hostDirs.set(top, root.mkdirp(top, spec.chown).host);
     for (const e of walk(spec.tree, src)) {
       // A directory source itself is the destination directory, which already exists.
       if (e.sub === '' && src.stat.isDirectory()) continue;
       const path = e.sub === '' ? target : posix.join(target, e.sub);
-      const parent = hostDirs.get(posix.dirname(path)) ?? resolveInRoot(rootfs, posix.dirname(path));
+      const parent = hostDirs.get(posix.dirname(path)) ?? root.hostPath(posix.dirname(path));
       const host = posix.join(parent, posix.basename(path));
       if (e.stat.isDirectory()) {
         place(host, path, e.host, e.stat, spec);

@@ -10,6 +10,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LayerRecord } from '../driver/store/metadata.js';
 import type { LayerStore } from '../driver/store/store.js';
+import { UpperRoot } from './fs/root.js';
 
 export interface Workspace {
   /** The merged rootfs, writable. */
@@ -72,6 +73,30 @@ export class BuildLayers {
     } finally {
       if (mounted !== null) await this.store.put(mounted).catch(() => undefined);
       for (const id of made.reverse()) await this.store.remove(id).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Like withWorkspace, without a mount: `work` writes the new layer's upper directory directly,
+   * reading the layers below in this process (see fs/root.ts). For steps that only add files.
+   */
+  async withUpper(parent: string | null, work: (root: UpperRoot) => Promise<boolean>): Promise<LayerRecord | null> {
+    const id = newId();
+    await this.store.createReadWrite(id, parent);
+    try {
+      const lowers = parent === null ? [] : await this.store.lowerDirs(parent);
+      const root = new UpperRoot(this.store.diffDir(id), lowers);
+      let keep: boolean;
+      try {
+        keep = await work(root);
+      } finally {
+        root.close();
+      }
+      if (!keep) return null;
+      const tar = await this.store.diff(id, this.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: this.sourceDateEpoch });
+      return await this.store.importLayer(tar, parent);
+    } finally {
+      await this.store.remove(id).catch(() => undefined);
     }
   }
 

@@ -3,8 +3,7 @@
  * /etc/group (read inside the rootfs, symlinks resolved in it), numbers taken as they are. The
  * user's supplementary groups are the groups that list it.
  */
-import { readFileSync } from 'node:fs';
-import { resolveInRoot } from '../fs/in-root.js';
+import { MountedRoot, type Root } from '../fs/root.js';
 
 export class UserError extends Error {}
 
@@ -15,20 +14,18 @@ export interface ResolvedUser {
   home: string;
 }
 
-function readTable(root: string, file: string): string[][] {
-  try {
-    return readFileSync(resolveInRoot(root, file), 'utf8')
-      .split('\n')
-      .filter((l) => l !== '' && !l.startsWith('#'))
-      .map((l) => l.split(':'));
-  } catch {
-    return [];
-  }
+function readTable(root: Root, file: string): string[][] {
+  return (root.readText(file) ?? '')
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('#'))
+    .map((l) => l.split(':'));
 }
 
 const NUMBER = /^\d+$/;
 
-export function resolveUser(root: string, spec: string): ResolvedUser {
+/** `spec` looked up in the tree `rootfs` (a mounted rootfs path, or any Root). */
+export function resolveUser(rootfs: string | Root, spec: string): ResolvedUser {
+  const root = typeof rootfs === 'string' ? new MountedRoot(rootfs) : rootfs;
   const [user = '', group] = spec === '' ? ['root'] : spec.split(':', 2);
   const passwd = readTable(root, '/etc/passwd');
   const entry = passwd.find((p) => (NUMBER.test(user) ? p[2] === user : p[0] === user));
