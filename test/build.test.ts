@@ -308,6 +308,8 @@ t.test('COPY and ADD: directories, wildcards, destinations, archives, URLs', asy
     'ADD xz.tar.xz /x/xz/',
     'ADD a.txt /added.txt',
     `ADD http://127.0.0.1:${port}/remote.txt /web/`,
+    'RUN mkdir -p /opt/real && ln -s /opt/real /linkdir && chmod 700 /opt/real',
+    'COPY a.txt /linkdir/through-link.txt',
     '',
   ].join('\n'));
   const r = build(st, ctx, '-t', 'copies:1');
@@ -329,6 +331,10 @@ t.test('COPY and ADD: directories, wildcards, destinations, archives, URLs', asy
   t.equal(read('web/remote.txt'), 'from the web\n', 'ADD of a URL downloads it');
   t.equal(must(`stat -c %a ${mnt}/web/remote.txt`).trim(), '600', 'with mode 0600');
   t.equal(must(`stat -c %Y ${mnt}/web/remote.txt`).trim(), '1445412480', "and the server's Last-Modified");
+  t.equal(read('opt/real/through-link.txt'), 'A\n', 'a destination through a symlink of a lower layer lands where it points');
+  const img = inspect(st, 'copies:1');
+  const lastLayer = img.Layers[img.Layers.length - 1]!;
+  t.same(layerTree(st, lastLayer), ['d 700 0:0 ./opt/real', 'd 755 0:0 ./opt', 'f 644 0:0 ./opt/real/through-link.txt'].sort(), 'the layer holds the real path, parents with their metadata');
   t.equal(st.s('umount', mnt).code, 0);
 
   const bad = context(join(st.base, 'bad'), { Dockerfile: 'FROM busybox\nADD http://127.0.0.1:9/nothing.txt /\n' });
