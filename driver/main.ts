@@ -8,7 +8,7 @@
  * Its log file is renamed to the mount's once the config is known. EOF on stdin without a config
  * (the builder is gone) ends it.
  */
-import { closeSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, renameSync, rmSync, writeSync } from 'node:fs';
 import type { MountConfig } from './mount-config.js';
 import { serve } from './server.js';
 import { stateFile } from './runtime.js';
@@ -46,7 +46,11 @@ if (process.argv[2] === '--standby') {
   process.stdin.setEncoding('utf8');
   process.stdin.on('data', (c: string) => (input += c));
   process.stdin.on('end', () => {
-    if (input.trim() === '') process.exit(0);
+    if (input.trim() === '') {
+      // Never used: nothing to keep.
+      if (standbyLog !== undefined) rmSync(standbyLog, { force: true });
+      process.exit(0);
+    }
     const config = JSON.parse(input) as MountConfig;
     if (standbyLog !== undefined) {
       try {
