@@ -4,7 +4,11 @@
  * `..` and absolute names are refused, every path is resolved inside the rootfs, and a hard link
  * may only point at an entry unpacked before it.
  */
-import { closeSync, createReadStream, lchownSync, linkSync, lstatSync, lutimesSync, chmodSync, mkdirSync, openSync, readSync, rmSync, symlinkSync, writeFileSync, createWriteStream, utimesSync } from 'node:fs';
+import {
+  closeSync, constants as fsc, createReadStream, createWriteStream, fchmodSync, fchownSync, futimesSync, lchownSync,
+  linkSync, lstatSync, lutimesSync, chmodSync, mkdirSync, openSync, readSync, rmSync, symlinkSync, writeSync,
+} from 'node:fs';
+import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { extract as tarExtract, type Header as Headers } from 'tar-stream';
@@ -107,7 +111,8 @@ export async function extractArchive(path: string, rootfs: string, dest: string,
   } catch (err) {
     throw new AddError(`${posix.basename(path)}: ${(err as Error).message}`);
   }
-  for (const [host, t] of dirTimes.reverse()) utimesSync(host, t, t);
+  // Never through a symlink: a later entry may have replaced a directory with one.
+  for (const [host, t] of dirTimes.reverse()) if (lstatSync(host, { throwIfNoEntry: false })?.isDirectory()) lutimesSync(host, t, t);
 }
 
 /** ADD https://...: the file downloaded to dest (or into it), mode 0600 as Docker gives it. */
@@ -118,6 +123,7 @@ export async function addFromUrl(
   destIsDir: boolean,
   owner: Ownership | undefined,
   mode: number | undefined,
+  checksum: string | undefined,
   fail: (message: string) => never,
 ): Promise<void> {
   let res: Response;
@@ -129,15 +135,36 @@ export async function addFromUrl(
   if (!res.ok) fail(`failed to fetch ${url}: HTTP ${res.status} ${res.statusText}`);
   const name = posix.basename(new URL(url).pathname);
   if (destIsDir && name === '') fail(`cannot determine a file name from ${url}; give a destination file name`);
+  const body = Buffer.from(await res.arrayBuffer());
+  if (checksum !== undefined) {
+    const got = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    if (got !== checksum) fail(`${url}: the download's digest is ${got}, not the --checksum ${checksum}`);
+  }
   const target = destIsDir ? posix.join(dest, name) : dest;
   mkdirInRoot(rootfs, posix.dirname(target));
-  const host = posix.join(resolveInRoot(rootfs, posix.dirname(target)), posix.basename(target));
-  writeFileSync(host, Buffer.from(await res.arrayBuffer()));
-  chmodSync(host, mode ?? 0o600);
-  if (owner !== undefined) lchownSync(host, owner.uid, owner.gid);
-  const modified = res.headers.get('last-modified');
-  if (modified !== null) {
-    const t = new Date(modified);
-    if (!Number.isNaN(t.getTime())) utimesSync(host, t, t);
+  // Resolved inside the rootfs, a symlink at the target included (as Docker does); the file is then
+  // made anew, never written through whatever is there.
+  const host = resolveInRoot(rootfs, target);
+  // A symlink may lead to a directory the image lacks: made, inside the rootfs.
+  mkdirInRoot(rootfs, '/' + posix.relative(rootfs, posix.dirname(host)));
+  const existing = lstatSync(host, { throwIfNoEntry: false });
+  if (existing?.isDirectory()) fail(`cannot write ${url} over the directory ${target}`);
+  if (existing !== undefined) rmSync(host, { force: true });
+  const fd = openSync(host, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+  try {
+    writeSync(fd, body);
+    // chown before chmod: chown clears setuid and setgid.
+    if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
+    fchmodSync(fd, mode ?? 0o600);
+    const modified = res.headers.get('last-modified');
+    const t = modified === null ? null : new Date(modified);
+    if (t !== null && !Number.isNaN(t.getTime())) futimesSync(fd, t, t);
+  } finally {
+    closeSync(fd);
   }
+}
+
+/** `--checksum=sha256:<hex>` as ADD accepts it, or why not. */
+export function checksumError(checksum: string): string | null {
+  return /^sha256:[0-9a-f]{64}$/.test(checksum) ? null : `--checksum=${checksum}: expected sha256:<64 hex digits>`;
 }

@@ -29,7 +29,7 @@ import { keepDriverReady } from '../driver/launch.js';
 import { goQuoteSlice, goSlice, healthcheckText } from './history-text.js';
 import { runContainer } from './runtime/runc.js';
 import { resolveUser } from './runtime/user.js';
-import { addFromUrl, isArchive, extractArchive } from './add.js';
+import { addFromUrl, checksumError, isArchive, extractArchive } from './add.js';
 
 export class BuildError extends Error {
   constructor(
@@ -553,6 +553,11 @@ export class Builder {
     const chmod = ins.chmod === undefined ? undefined : this.expand(ins, ins.chmod, lookup);
     if (chmod !== undefined && !/^[0-7]{3,4}$/.test(chmod)) this.fail(ins, `--chmod=${chmod}: only octal modes are supported`);
     const chown = ins.chown === undefined ? undefined : this.expand(ins, ins.chown, lookup);
+    const checksum = ins.kind === 'ADD' && ins.checksum !== undefined ? this.expand(ins, ins.checksum, lookup) : undefined;
+    if (checksum !== undefined) {
+      const why = checksumError(checksum);
+      if (why !== null) this.fail(ins, why);
+    }
     const heredocNames = new Set(ins.heredocs.map((h) => h.name));
     const patterns = ins.sources.map((s) => s.replace(/^<<-?["']?([\w.-]+)["']?$/, (_m, n: string) => (heredocNames.has(n) ? `\0heredoc:${n}` : _m)));
     const inline = patterns.filter((p) => p.startsWith('\0heredoc:')).map((p) => ins.heredocs.find((h) => h.name === p.slice(9))!);
@@ -571,8 +576,12 @@ export class Builder {
       const from = this.expand(ins, ins.from, lookup);
       const ref = this.stageRef(from, run.stage.index);
       let st: State;
-      if (ref !== undefined) st = this.built.get(ref)!;
-      else {
+      if (ref !== undefined) {
+        const b = this.built.get(ref);
+        // Stages are chosen from FROM and --from lines with the global ARGs only.
+        if (b === undefined) this.fail(ins, `--from=${from}: stage ${ref} was not built (name it without stage ARGs)`);
+        st = b;
+      } else {
         try {
           const rec = await this.images.resolve(from);
           st = { config: JSON.parse(rec.config) as ImageConfig, layers: rec.layers };
@@ -604,7 +613,8 @@ export class Builder {
     const kindWord = described.count + inline.length + urls.length > 1 ? 'multi' : described.dirs > 0 ? 'dir' : 'file';
     const createdBy = `${this.shell(run).join(' ')} #(nop) ${ins.kind} ${kindWord}:${sourceKey} in ${destWord} `;
     return {
-      key: `${createdBy}\0${chown ?? ''}\0${chmod ?? ''}\0${dest}`,
+      // Where the files go depends on destIsDir too (a wildcard matching one file copies into dest).
+      key: `${createdBy}\0${chown ?? ''}\0${chmod ?? ''}\0${dest}\0${destIsDir}\0${checksum ?? ''}`,
       execute: async () => {
         const mode = chmod === undefined ? undefined : parseInt(chmod, 8);
         // A plain COPY writes straight into the new layer's upper directory: no mount needed.
@@ -636,10 +646,11 @@ export class Builder {
             mkdirInRoot(ws.rootfs, posix.dirname(target));
             const host = resolveInRoot(ws.rootfs, target);
             writeFileSync(host, h.body, { mode: mode ?? 0o644 });
-            chmodSync(host, mode ?? 0o644);
+            // chown before chmod: chown clears setuid and setgid.
             if (owner !== undefined) lchownSync(host, owner.uid, owner.gid);
+            chmodSync(host, mode ?? 0o644);
           }
-          for (const url of urls) await addFromUrl(url, ws.rootfs, dest, destIsDir, owner, mode, (m) => this.fail(ins, m));
+          for (const url of urls) await addFromUrl(url, ws.rootfs, dest, destIsDir, owner, mode, checksum, (m) => this.fail(ins, m));
           return true;
         })).catch((err: unknown) => {
           // What the sources or the destination refuse (a fifo, a file over a directory, an

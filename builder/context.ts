@@ -24,8 +24,10 @@ export interface SourceTree {
 }
 
 export interface Source {
-  /** Path relative to the tree's root ('' for the root itself). */
+  /** Path relative to the tree's root ('' for the root itself), as written. */
   rel: string;
+  /** The same after symlinks: .dockerignore applies to this one too. */
+  realRel: string;
   /** Host path (symlinks of the source path resolved inside the tree). */
   host: string;
   stat: Stats;
@@ -96,11 +98,12 @@ export function matchSources(tree: SourceTree, patterns: string[]): Source[] {
     const found: Source[] = [];
     if (!hasWildcard(rel)) {
       const host = resolveInRoot(tree.root, '/' + rel);
+      const realRel = posix.relative(tree.root, host);
       const stat = lstatSync(host, { throwIfNoEntry: false });
-      if (stat === undefined || tree.excluded(rel)) {
+      if (stat === undefined || tree.excluded(rel) || tree.excluded(realRel)) {
         throw new ContextError(`${pattern}: no such file or directory in the ${tree.identity === undefined ? 'build context' : 'source'}${stat !== undefined ? ' (excluded by .dockerignore)' : ''}`);
       }
-      found.push({ rel, host, stat });
+      found.push({ rel, realRel, host, stat });
     } else {
       glob(tree, '', rel.split('/'), found);
       found.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
@@ -133,9 +136,11 @@ function glob(tree: SourceTree, dir: string, parts: string[], out: Source[]): vo
 function visit(tree: SourceTree, rel: string, rest: string[], out: Source[]): void {
   if (tree.excluded(rel)) return;
   const host = resolveInRoot(tree.root, '/' + rel);
+  const realRel = posix.relative(tree.root, host);
+  if (realRel !== rel && tree.excluded(realRel)) return;
   const stat = lstatSync(host, { throwIfNoEntry: false });
   if (stat === undefined) return;
-  if (rest.length === 0) out.push({ rel, host, stat });
+  if (rest.length === 0) out.push({ rel, realRel, host, stat });
   else if (stat.isDirectory()) glob(tree, rel, rest, out);
 }
 
@@ -159,7 +164,8 @@ export function walk(tree: SourceTree, src: Source): Entry[] {
 function below(tree: SourceTree, src: Source, sub: string, host: string, out: Entry[]): void {
   for (const name of readdirSync(host).sort()) {
     const childSub = sub === '' ? name : `${sub}/${name}`;
-    const rel = src.rel === '' ? childSub : `${src.rel}/${childSub}`;
+    // Exclusions apply where the files really are (a symlinked source leads elsewhere).
+    const rel = src.realRel === '' ? childSub : `${src.realRel}/${childSub}`;
     const childHost = posix.join(host, name);
     const stat = lstatSync(childHost);
     const excluded = tree.excluded(rel);

@@ -73,10 +73,21 @@ export async function copyInto(root: Root, spec: CopySpec): Promise<void> {
     }
   }
   let next = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < files.length) await files[next++]!();
+    while (!failed && next < files.length) {
+      try {
+        await files[next++]!();
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
   };
-  await Promise.all(Array.from({ length: Math.min(FILES_IN_FLIGHT, files.length) }, worker));
+  // Every copy in flight ends before the error goes on: the caller unmounts next.
+  const results = await Promise.allSettled(Array.from({ length: Math.min(FILES_IN_FLIGHT, files.length) }, worker));
+  const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (rejected !== undefined) throw rejected.reason;
   // Directory times last, deepest first: adding their entries changed them.
   for (const [host, t] of dirTimes.reverse()) lutimesSync(host, t, t);
 }

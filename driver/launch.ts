@@ -53,7 +53,8 @@ export function keepDriverReady(count = 2): void {
 /** Start a detached driver and wait for it to say the mount is live. */
 export function startDriver(config: MountConfig): Promise<void> {
   let child: ChildProcess;
-  while (standby.length > 0 && standby[0]!.exitCode !== null) standby.shift();
+  // A spare that died (exit code, or killed by a signal) cannot be used.
+  while (standby.length > 0 && (standby[0]!.exitCode !== null || standby[0]!.signalCode !== null)) standby.shift();
   const ready = standby.shift();
   if (ready !== undefined) {
     child = ready;
@@ -83,7 +84,19 @@ export function startDriver(config: MountConfig): Promise<void> {
     }, 30_000);
     pipe.setEncoding('utf8');
     pipe.on('data', (chunk: string) => (said += chunk));
+    // A driver that died before saying anything (a spare killed while waiting): its pipe may have
+    // ended before anyone listened, but its exit is still reported. A second settle is a no-op.
+    // 'exit' may come before the pipe's last data: the pipe gets a moment to speak first.
+    let settled = false;
+    child.once('exit', () => {
+      setTimeout(() => {
+        if (settled) return;
+        clearTimeout(timer);
+        fail(new LaunchError(`the driver exited before mounting (log: ${logPath})`));
+      }, 500).unref();
+    });
     pipe.on('end', () => {
+      settled = true;
       clearTimeout(timer);
       const line = said.trim();
       if (line === 'ok') {

@@ -337,6 +337,20 @@ t.test('COPY and ADD: directories, wildcards, destinations, archives, URLs', asy
   t.same(layerTree(st, lastLayer), ['d 700 0:0 ./opt/real', 'd 755 0:0 ./opt', 'f 644 0:0 ./opt/real/through-link.txt'].sort(), 'the layer holds the real path, parents with their metadata');
   t.equal(st.s('umount', mnt).code, 0);
 
+  // A symlink at ADD's target is resolved inside the image: nothing outside it is written.
+  const victim = join(st.base, 'victim.txt');
+  writeFileSync(victim, 'host file\n');
+  const esc = context(join(st.base, 'escape'), {
+    Dockerfile: `FROM busybox\nRUN ln -s ${victim} /f && ln -s ../../../../../../..${victim} /g\nADD http://127.0.0.1:${port}/remote.txt /f\nADD http://127.0.0.1:${port}/remote.txt /g\n`,
+  });
+  const re = build(st, esc, '-t', 'esc:1');
+  t.equal(re.code, 0, re.stderr);
+  t.equal(readFileSync(victim, 'utf8'), 'host file\n', 'ADD through a symlink never writes the host');
+  const sum = context(join(st.base, 'sum'), { Dockerfile: `FROM busybox\nADD --checksum=sha256:${'0'.repeat(64)} http://127.0.0.1:${port}/remote.txt /r\n` });
+  t.match(build(st, sum).stderr, /Dockerfile:2: ADD: .*the download's digest is sha256:[0-9a-f]{64}, not the --checksum/, '--checksum is verified');
+  const ign = context(join(st.base, 'ign'), { Dockerfile: 'FROM busybox\nCOPY link /x\n', '.dockerignore': 'secret.txt\n', 'secret.txt': 's' });
+  must(`ln -s secret.txt ${ign}/link`);
+  t.match(build(st, ign).stderr, /link: .*excluded by \.dockerignore/, 'a symlink does not get around .dockerignore');
   const bad = context(join(st.base, 'bad'), { Dockerfile: 'FROM busybox\nADD http://127.0.0.1:9/nothing.txt /\n' });
   const rb = build(st, bad, '-t', 'bad:url');
   t.equal(rb.code, 1);
