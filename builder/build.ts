@@ -102,6 +102,7 @@ export class Builder {
   private readonly built = new Map<number, State>();
   private readonly usedBuildArgs = new Set<string>();
   private step = 0;
+  interrupted = false;
   private steps = 0;
   private readonly globalArgs = new Map<string, string | undefined>();
 
@@ -128,9 +129,24 @@ export class Builder {
     const df = parseDockerfile(text, posix.basename(opts.dockerfile));
     const context = loadContext(opts.contextDir);
     const digests = await FileDigests.load(store, opts.contextDir);
+    const builder = new Builder(df, store, images, opts, context, digests);
+    // An interrupt stops the build at the next step boundary, so that every step's cleanup (its
+    // mount, its writable layer) runs; a second one ends the process at once.
+    const onSignal = () => {
+      if (builder.interrupted) process.exit(130);
+      builder.interrupted = true;
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     try {
-      return await new Builder(df, store, images, opts, context, digests).build();
+      return await builder.build();
+    } catch (err) {
+      // Whatever the interrupt made fail (a RUN killed mid-way) is reported as the interrupt.
+      if (builder.interrupted) throw new BuildError('interrupted', 130);
+      throw err;
     } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
       await digests.save();
     }
   }
@@ -275,6 +291,7 @@ export class Builder {
 
   /** One instruction through the cache. */
   private async runStep(run: StageRun, ins: Instruction, printId: boolean): Promise<void> {
+    if (this.interrupted) throw new BuildError('interrupted', 130);
     const plan = await this.plan(run, ins);
     const key = this.cache.key(stateId(run.state.config), plan.key);
     if (!run.missed) {

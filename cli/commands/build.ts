@@ -59,7 +59,8 @@ export async function build(a: BuildArgs): Promise<void> {
         out: process.stdout,
       });
     } catch (err) {
-      if (err instanceof BuildError || err instanceof DockerfileError || err instanceof ContextError) throw new UserError(err.message);
+      if (err instanceof BuildError) throw new UserError(err.message, err.exitCode === 130 ? 130 : 1);
+      if (err instanceof DockerfileError || err instanceof ContextError) throw new UserError(err.message);
       throw err;
     }
   });
