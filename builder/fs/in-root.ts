@@ -12,10 +12,11 @@ export class PathError extends Error {}
 const MAX_LINKS = 255;
 
 /**
- * The host path of `path` (absolute, in the container's view) under `root`. With `followLast`
- * false a final symlink is returned itself rather than followed.
+ * The components of `path` with symlinks followed inside the tree: `linkAt(parts)` answers the
+ * target of the symlink at those components, or null when there is none. With `followLast` false
+ * a final symlink is kept as it is.
  */
-export function resolveInRoot(root: string, path: string, followLast = true): string {
+export function resolveComponents(path: string, linkAt: (parts: string[]) => string | null, followLast = true): string[] {
   const done: string[] = [];
   const todo = splitPath(path);
   let links = 0;
@@ -25,18 +26,28 @@ export function resolveInRoot(root: string, path: string, followLast = true): st
       done.pop();
       continue;
     }
-    const host = posix.join(root, ...done, part);
-    const st = lstatSync(host, { throwIfNoEntry: false });
-    if (st?.isSymbolicLink() && (followLast || todo.length > 0)) {
+    const target = followLast || todo.length > 0 ? linkAt([...done, part]) : null;
+    if (target !== null) {
       if (++links > MAX_LINKS) throw new PathError(`too many levels of symbolic links in ${path}`);
-      const target = readlinkSync(host);
       if (target.startsWith('/')) done.length = 0;
       todo.unshift(...splitPath(target));
       continue;
     }
     done.push(part);
   }
-  return posix.join(root, ...done);
+  return done;
+}
+
+/**
+ * The host path of `path` (absolute, in the container's view) under `root`. With `followLast`
+ * false a final symlink is returned itself rather than followed.
+ */
+export function resolveInRoot(root: string, path: string, followLast = true): string {
+  const linkAt = (parts: string[]): string | null => {
+    const host = posix.join(root, ...parts);
+    return lstatSync(host, { throwIfNoEntry: false })?.isSymbolicLink() ? readlinkSync(host) : null;
+  };
+  return posix.join(root, ...resolveComponents(path, linkAt, followLast));
 }
 
 function splitPath(p: string): string[] {

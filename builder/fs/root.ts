@@ -11,7 +11,7 @@ import { posix } from 'node:path';
 import { closeLayerStack, openLayerStack, type LayerStack } from '../../driver/fs/layers.js';
 import type { Node } from '../../driver/fs/node.js';
 import { Union } from '../../driver/fs/union.js';
-import { PathError, resolveInRoot } from './in-root.js';
+import { resolveComponents, resolveInRoot } from './in-root.js';
 
 export interface Ownership {
   uid: number;
@@ -71,7 +71,6 @@ export class MountedRoot implements Root {
   }
 }
 
-const MAX_LINKS = 255;
 
 /** A writable layer's upper directory over read-only layers (top first), without a mount. */
 export class UpperRoot implements Root {
@@ -117,26 +116,10 @@ export class UpperRoot implements Root {
 
   /** The components of `path` with every symlink followed inside the tree (the last one too). */
   private resolve(path: string): string[] {
-    const done: string[] = [];
-    const todo = path.split('/').filter((x) => x !== '' && x !== '.');
-    let links = 0;
-    while (todo.length > 0) {
-      const part = todo.shift()!;
-      if (part === '..') {
-        done.pop();
-        continue;
-      }
-      const host = this.visible([...done, part]);
-      if (host !== undefined && lstatSync(host).isSymbolicLink()) {
-        if (++links > MAX_LINKS) throw new PathError(`too many levels of symbolic links in ${path}`);
-        const target = readlinkSync(host);
-        if (target.startsWith('/')) done.length = 0;
-        todo.unshift(...target.split('/').filter((x) => x !== '' && x !== '.'));
-        continue;
-      }
-      done.push(part);
-    }
-    return done;
+    return resolveComponents(path, (parts) => {
+      const host = this.visible(parts);
+      return host !== undefined && lstatSync(host).isSymbolicLink() ? readlinkSync(host) : null;
+    });
   }
 
   hostPath(path: string): string {

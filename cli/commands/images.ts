@@ -4,6 +4,7 @@
  * work through the driver's store API, and closes it.
  */
 import { createReadStream, statSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import type { Readable } from 'node:stream';
 import { LayerFormatError } from '../../driver/store/apply.js';
 import { Images, importConfig, parseTag, type ImageConfig } from '../../driver/store/images.js';
@@ -290,8 +291,7 @@ async function writeArchive(tar: Readable, output: string | undefined): Promise<
 
 /** `strata diff MNT`: what the writable layer of an image mount changed, as docker diff prints it. */
 export async function diffMount(a: { root?: string | undefined; mountpoint: string }): Promise<void> {
-  const { resolve } = await import('node:path');
-  const mountpoint = resolve(a.mountpoint);
+  const mountpoint = resolvePath(a.mountpoint);
   await withStore(a.root, async (_images, store) => {
     const rec = await store.meta.mounts.get(mountpoint);
     if (rec === undefined) throw new UserError(`${mountpoint} is not an image mount of this store (see strata mount IMAGE --rw)`);
