@@ -10,14 +10,13 @@ setup:
 	bash native-deps/setup.sh
 
 build: setup
-	npx tsc -p tsconfig.json
-	chmod +x dist/cli/main.js
+	npm run --silent build
 
-# `strata` on PATH: package.json's bin, linked where root's PATH finds it; and mount(8)'s helper
-# for `mount -t fuse.strata` and fstab entries.
+# `strata` on PATH: package.json's bin (the bundled CLI), linked where root's PATH finds it; and
+# mount(8)'s helper for `mount -t fuse.strata` and fstab entries.
 link: build
-	ln -sf "$(CURDIR)/dist/cli/main.js" "$(BIN)/strata"
-	ln -sf "$(CURDIR)/dist/cli/main.js" /sbin/mount.fuse.strata
+	ln -sf "$(CURDIR)/dist/bundle/strata.mjs" "$(BIN)/strata"
+	ln -sf "$(CURDIR)/dist/bundle/strata.mjs" /sbin/mount.fuse.strata
 
 test: link
 	bash test/run.sh

@@ -16,7 +16,7 @@ import type { ImageConfig, Images } from '../driver/store/images.js';
 import type { LayerStore } from '../driver/store/store.js';
 import { BuildCache, type StepResult } from './cache.js';
 import { describeSources, hasWildcard, loadContext, matchSources, rootfsTree, type SourceTree } from './context.js';
-import { copyInto, ensureDir, mkdirInRoot, type Ownership } from './copy.js';
+import { copyInto, mkdirInRoot, type Ownership } from './copy.js';
 import { DockerfileError } from './dockerfile/errors.js';
 import { parseDockerfile, parseDuration, parseInstruction, type Command, type Dockerfile, type Instruction, type Stage } from './dockerfile/parse.js';
 import { ExpansionError, ShellLex } from './dockerfile/shell-lex.js';
@@ -170,6 +170,10 @@ export class Builder {
     const targetIndex = this.targetStage();
     const needed = this.neededStages(targetIndex);
     this.steps = [...needed].reduce((n, i) => n + 1 + this.df.stages[i]!.instructions.length, 0);
+    // A RUN mounts its rootfs, and a driver takes longer to start than a few cache lookups: one
+    // is started now, so that it is ready when the first RUN misses the cache. A build that hits
+    // the cache throughout leaves it unused; it exits with this process.
+    if ([...needed].some((i) => this.df.stages[i]!.instructions.some((ins) => ins.kind === 'RUN'))) keepDriverReady();
     let final: State | undefined;
     for (const i of [...needed].sort((a, b) => a - b)) {
       final = await this.buildStage(this.df.stages[i]!);
@@ -467,11 +471,12 @@ export class Builder {
     return {
       key: createdBy,
       execute: async () => {
-        // A layer only if the directory had to be made: otherwise the workspace is dropped.
-        const layer = await this.layers.withWorkspace(this.top(run), { init: false }, async (ws) => {
-          const owner = this.userOwnership(ws.rootfs, containerConfig(run.state.config).User, ins);
+        // A layer only if the directory had to be made: otherwise the upper is dropped. Written
+        // straight into the new upper, like a plain COPY: no mount.
+        const layer = await this.layers.withUpper(this.top(run), async (root) => {
+          const owner = this.userOwnership(root, containerConfig(run.state.config).User, ins);
           try {
-            return ensureDir(ws.rootfs, dir, owner);
+            return root.mkdirp(dir, owner).created;
           } catch (err) {
             this.fail(ins, (err as Error).message);
           }
@@ -484,7 +489,7 @@ export class Builder {
   }
 
   /** The owner new directories get under USER (Docker makes WORKDIR's directory the user's). */
-  private userOwnership(rootfs: string, user: string | undefined, ins: Instruction): Ownership {
+  private userOwnership(rootfs: string | Root, user: string | undefined, ins: Instruction): Ownership {
     if (user === undefined || user === '') return { uid: 0, gid: 0 };
     try {
       const u = resolveUser(rootfs, user);

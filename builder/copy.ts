@@ -37,11 +37,6 @@ export function mkdirInRoot(rootfs: string, dir: string, owner: Ownership = { ui
   return new MountedRoot(rootfs).mkdirp(dir, owner).host;
 }
 
-/** mkdirInRoot that says whether it created anything. */
-export function ensureDir(rootfs: string, dir: string, owner: Ownership = { uid: 0, gid: 0 }): boolean {
-  return new MountedRoot(rootfs).mkdirp(dir, owner).created;
-}
-
 /** Files copied at once: the mount serves them in parallel, hiding each one's round trips. */
 const FILES_IN_FLIGHT = 16;
 

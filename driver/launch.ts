@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setPriority } from 'node:os';
 import type { MountConfig } from './mount-config.js';
 import { projectRoot, sys } from './native/sys.js';
 import { readState, removeState, runDir, stateFile } from './runtime.js';
@@ -13,10 +14,12 @@ import { readState, removeState, runDir, stateFile } from './runtime.js';
 /** The driver did not come up; the message says why (from the driver itself when it could). */
 export class LaunchError extends Error {}
 
-/** The compiled entry point, also when this module runs from source (tests). */
+/** The bundled entry point (scripts/bundle.mjs), also when this module runs from dist (tests). */
 function driverMain(): string {
-  return join(projectRoot(), 'dist', 'driver', 'main.js');
+  return join(projectRoot(), 'dist', 'bundle', 'driver.mjs');
 }
+
+const STANDBY_NICE = 19;
 
 /** Driver processes started ahead, waiting for their config on stdin (see driver/main.ts). */
 const standby: ChildProcess[] = [];
@@ -33,6 +36,13 @@ function spawnStandby(): ChildProcess {
     stdio: ['pipe', log, log, 'pipe'],
   });
   closeSync(log);
+  // A spare starts at the lowest priority: it must not slow the build that may never need it.
+  // Put to use, it raises itself back (driver/main.ts).
+  try {
+    if (child.pid !== undefined) setPriority(child.pid, STANDBY_NICE);
+  } catch {
+    // Exited already: startDriver skips dead spares.
+  }
   // Not a reason for this process to stay alive; the pipe's EOF at exit ends the driver.
   child.unref();
   (child.stdin as unknown as { unref?: () => void }).unref?.();
@@ -45,7 +55,7 @@ function spawnStandby(): ChildProcess {
  * Keep one driver process started ahead from now on, so that each mount costs no process start
  * (a build mounts once per step). The spare one exits with this process.
  */
-export function keepDriverReady(count = 2): void {
+export function keepDriverReady(count = 1): void {
   standbyWanted = count;
   while (standby.length < standbyWanted) standby.push(spawnStandby());
 }

@@ -8,7 +8,8 @@
  * Its log file is renamed to the mount's once the config is known. EOF on stdin without a config
  * (the builder is gone) ends it.
  */
-import { closeSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import type { MountConfig } from './mount-config.js';
 import { serve } from './server.js';
 import { stateFile } from './runtime.js';
@@ -40,6 +41,27 @@ serve(config, {
 });
 }
 
+/**
+ * A spare starts niced (driver/launch.ts); serving a mount it runs at normal priority. Linux's
+ * nice value is per thread, and threads made while niced inherit it: every one is raised.
+ */
+function normalPriority(): void {
+  let tids: string[] = [];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    // No /proc: the main thread at least.
+    tids = [String(process.pid)];
+  }
+  for (const tid of tids) {
+    try {
+      setPriority(Number(tid), 0);
+    } catch {
+      // A thread that ended meanwhile.
+    }
+  }
+}
+
 if (process.argv[2] === '--standby') {
   const standbyLog = process.argv[3];
   let input = '';
@@ -52,6 +74,7 @@ if (process.argv[2] === '--standby') {
       process.exit(0);
     }
     const config = JSON.parse(input) as MountConfig;
+    normalPriority();
     if (standbyLog !== undefined) {
       try {
         renameSync(standbyLog, stateFile(config.mountpoint).replace(/\.json$/, '.log'));

@@ -5,13 +5,16 @@
  * deleted, and the bundle is removed.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants } from 'node:os';
 import type { Writable } from 'node:stream';
 import { ociSpec, type ContainerSpec } from './spec.js';
 
 export class RuntimeError extends Error {}
+
+/** runc's default state root (`runc --root`), where it keeps a container until deleted. */
+const RUNC_STATE = '/run/runc';
 
 export interface RunOptions {
   /** Where the bundle directory is made (a store's tmp/). */
@@ -27,17 +30,14 @@ export interface RunOptions {
   files?: Array<{ destination: string; content: string }>;
 }
 
-export function runcAvailable(): boolean {
-  return spawnSync('runc', ['--version'], { stdio: 'ignore' }).status === 0;
-}
-
 /** Exit status of the container's process (128 + signal when killed by one). */
 export async function runContainer(spec: ContainerSpec, opts: RunOptions): Promise<number> {
-  if (!runcAvailable()) throw new RuntimeError('runc is not installed (Debian package runc; make setup installs it)');
   const bundle = join(opts.bundleParent, `run-${opts.id}`);
   mkdirSync(bundle, { mode: 0o700 });
   const cleanup = () => {
-    spawnSync('runc', ['delete', '--force', opts.id], { stdio: 'ignore' });
+    // `runc run` in the foreground deletes its container when the process ends; one left in
+    // runc's state directory (runc killed, or it never started the process) is deleted here.
+    if (existsSync(join(RUNC_STATE, opts.id))) spawnSync('runc', ['delete', '--force', opts.id], { stdio: 'ignore' });
     rmSync(bundle, { recursive: true, force: true });
   };
   try {
@@ -60,7 +60,8 @@ export async function runContainer(spec: ContainerSpec, opts: RunOptions): Promi
     process.on('SIGTERM', onSignal);
     try {
       return await new Promise<number>((resolve, reject) => {
-        child.on('error', (err) => reject(new RuntimeError(`cannot start runc: ${err.message}`)));
+        child.on('error', (err: NodeJS.ErrnoException) =>
+          reject(new RuntimeError(err.code === 'ENOENT' ? 'runc is not installed (Debian package runc; make setup installs it)' : `cannot start runc: ${err.message}`)));
         child.on('close', (code, signal) => resolve(code ?? 128 + (signal === null ? 0 : signalNumber(signal))));
       });
     } finally {
