@@ -6,9 +6,10 @@
  * the build cache's key; host mtimes never enter it.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { createReadStream, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { posix } from 'node:path';
 import dockerignore, { type Ignore } from '@balena/dockerignore';
+import { FileInfo } from './fs/file-info.js';
 import { resolveInRoot } from './fs/in-root.js';
 
 export class ContextError extends Error {}
@@ -30,7 +31,7 @@ export interface Source {
   realRel: string;
   /** Host path (symlinks of the source path resolved inside the tree). */
   host: string;
-  stat: Stats;
+  stat: FileInfo;
 }
 
 export function loadContext(dir: string): SourceTree {
@@ -38,8 +39,11 @@ export function loadContext(dir: string): SourceTree {
   const file = posix.join(dir, '.dockerignore');
   // A CommonJS module whose types declare an ES default export: under NodeNext the import is the
   // module object, and its `default` is the factory (the package sets both).
+  const patterns = existsSync(file) ? readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')) : [];
+  // Without patterns nothing is excluded, and every path of the walk skips the matcher.
+  if (patterns.length === 0) return { root: dir, excluded: () => false };
   const ig: Ignore = dockerignore.default();
-  if (existsSync(file)) ig.add(readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')));
+  ig.add(patterns);
   return { root: dir, excluded: (rel) => rel !== '' && ig.ignores(rel) };
 }
 
@@ -99,7 +103,7 @@ export function matchSources(tree: SourceTree, patterns: string[]): Source[] {
     if (!hasWildcard(rel)) {
       const host = resolveInRoot(tree.root, '/' + rel);
       const realRel = posix.relative(tree.root, host);
-      const stat = lstatSync(host, { throwIfNoEntry: false });
+      const stat = FileInfo.lstat(host);
       if (stat === undefined || tree.excluded(rel) || tree.excluded(realRel)) {
         throw new ContextError(`${pattern}: no such file or directory in the ${tree.identity === undefined ? 'build context' : 'source'}${stat !== undefined ? ' (excluded by .dockerignore)' : ''}`);
       }
@@ -138,7 +142,7 @@ function visit(tree: SourceTree, rel: string, rest: string[], out: Source[]): vo
   const host = resolveInRoot(tree.root, '/' + rel);
   const realRel = posix.relative(tree.root, host);
   if (realRel !== rel && tree.excluded(realRel)) return;
-  const stat = lstatSync(host, { throwIfNoEntry: false });
+  const stat = FileInfo.lstat(host);
   if (stat === undefined) return;
   if (rest.length === 0) out.push({ rel, realRel, host, stat });
   else if (stat.isDirectory()) glob(tree, rel, rest, out);
@@ -148,7 +152,7 @@ export interface Entry {
   /** Path below the source ('' is the source itself). */
   sub: string;
   host: string;
-  stat: Stats;
+  stat: FileInfo;
 }
 
 /**
@@ -166,8 +170,10 @@ function below(tree: SourceTree, src: Source, sub: string, host: string, out: En
     const childSub = sub === '' ? name : `${sub}/${name}`;
     // Exclusions apply where the files really are (a symlinked source leads elsewhere).
     const rel = src.realRel === '' ? childSub : `${src.realRel}/${childSub}`;
-    const childHost = posix.join(host, name);
-    const stat = lstatSync(childHost);
+    const childHost = host === '/' ? `/${name}` : `${host}/${name}`;
+    const stat = FileInfo.lstat(childHost);
+    // Removed since it was listed: as if never there.
+    if (stat === undefined) continue;
     const excluded = tree.excluded(rel);
     if (!stat.isDirectory()) {
       if (!excluded) out.push({ sub: childSub, host: childHost, stat });
@@ -185,14 +191,15 @@ function below(tree: SourceTree, src: Source, sub: string, host: string, out: En
  * The cache key's view of the sources: for each entry its path, type, mode, owner, link target
  * and content digest, in a fixed order. Host mtimes are left out on purpose.
  */
-export async function describeSources(tree: SourceTree, sources: Source[], digests?: { digest(path: string, st: Stats): Promise<string> }): Promise<string> {
+export async function describeSources(tree: SourceTree, sources: Source[], digests?: { digest(path: string, st: FileInfo): Promise<string> }): Promise<string> {
   const h = createHash('sha256');
   h.update(`tree ${tree.identity ?? 'context'}\n`);
   for (const src of sources) {
+    const srcWord = JSON.stringify(src.rel);
     for (const e of walk(tree, src)) {
       const s = e.stat;
       const kind = s.isDirectory() ? 'd' : s.isSymbolicLink() ? 'l' : s.isFile() ? 'f' : 'o';
-      h.update(`${JSON.stringify(src.rel)} ${JSON.stringify(e.sub)} ${kind} ${(s.mode & 0o7777).toString(8)} ${s.uid}:${s.gid}`);
+      h.update(`${srcWord} ${JSON.stringify(e.sub)} ${kind} ${(s.mode & 0o7777).toString(8)} ${s.uid}:${s.gid}`);
       if (kind === 'l') h.update(` -> ${readlinkSync(e.host)}`);
       if (kind === 'f') h.update(` ${s.size} ${await (digests?.digest(e.host, s) ?? fileDigest(e.host))}`);
       h.update('\n');

@@ -10,10 +10,11 @@
  */
 import {
   lchownSync, lstatSync, lutimesSync, chmodSync, mkdirSync, readlinkSync, rmSync, symlinkSync,
-  constants as fsc, type Stats,
+  constants as fsc,
 } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { posix } from 'node:path';
+import type { FileInfo } from './fs/file-info.js';
 import { MountedRoot, type Ownership, type Root } from './fs/root.js';
 import { walk, type Source, type SourceTree } from './context.js';
 
@@ -92,7 +93,7 @@ function ownerOf(spec: CopySpec): Ownership {
 }
 
 /** Directories and symlinks (the files go through placeFile). */
-function place(host: string, path: string, from: string, st: Stats, spec: CopySpec): void {
+function place(host: string, path: string, from: string, st: FileInfo, spec: CopySpec): void {
   const existing = lstatSync(host, { throwIfNoEntry: false });
   const owner = ownerOf(spec);
   if (st.isDirectory()) {
@@ -110,7 +111,7 @@ function place(host: string, path: string, from: string, st: Stats, spec: CopySp
   lutimesSync(host, st.mtime, st.mtime);
 }
 
-async function placeFile(host: string, path: string, from: string, st: Stats, spec: CopySpec): Promise<void> {
+async function placeFile(host: string, path: string, from: string, st: FileInfo, spec: CopySpec): Promise<void> {
   const existing = await fsp.lstat(host).catch(() => undefined);
   if (existing?.isDirectory()) throw new CopyError(`cannot copy ${from} over the directory ${path}`);
   if (existing !== undefined) await fsp.rm(host, { force: true });

@@ -5,8 +5,9 @@
  * it must be recomputed. Kept in the store's LevelDB, loaded per build for the context's paths.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, lstatSync, type Stats } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import type { LayerStore } from '../driver/store/store.js';
+import type { FileInfo } from './fs/file-info.js';
 
 interface Known {
   id: string;
@@ -28,12 +29,9 @@ export class FileDigests {
     return d;
   }
 
-  /**
-   * The sha256 hex of the file at `path`, read only if it changed since last time. `st` is its
-   * lstat when the caller has it (times to the microsecond, which is what a double carries).
-   */
-  async digest(path: string, st: Stats = lstatSync(path)): Promise<string> {
-    const id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  /** The sha256 hex of the file at `path` (whose lstat is `st`), read only if it changed since last time. */
+  async digest(path: string, st: FileInfo): Promise<string> {
+    const id = st.identity;
     const k = this.known.get(path) ?? this.fresh.get(path);
     if (k !== undefined && k.id === id) return k.digest;
     const h = createHash('sha256');
