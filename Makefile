@@ -28,6 +28,7 @@ bench: link
 	bash bench/run.sh
 	bash bench/store.sh
 	bash bench/build.sh
+	bash bench/containers.sh
 
 clean:
 	rm -rf dist native-deps/sys/build

@@ -27,8 +27,9 @@ import { BuildLayers } from './layers.js';
 import { FileDigests } from './file-digests.js';
 import { keepDriverReady } from '../driver/launch.js';
 import { goQuoteSlice, goSlice, healthcheckText } from './history-text.js';
-import { runContainer } from './runtime/runc.js';
-import { resolveUser } from './runtime/user.js';
+import { runContainer } from '../runtime/runc.js';
+import { ETC_FILE_PATHS, etcFiles } from '../runtime/etc-files.js';
+import { resolveUser } from '../runtime/user.js';
 import { addFromUrl, checksumError, isArchive, extractArchive } from './add.js';
 
 export class BuildError extends Error {
@@ -71,24 +72,6 @@ interface StageRun {
 }
 
 const DEFAULT_SHELL = ['/bin/sh', '-c'];
-
-/** What Docker bind-mounts into every build container: never part of a layer. */
-const ETC_FILES = ['/etc/hostname', '/etc/hosts', '/etc/resolv.conf'];
-
-function etcFiles(hostname: string): Array<{ destination: string; content: string }> {
-  let resolv = '';
-  try {
-    // The host's resolvers, minus loopback ones that mean nothing in another network namespace.
-    resolv = readFileSync('/etc/resolv.conf', 'utf8').split('\n').filter((l) => !/^\s*nameserver\s+(127\.|::1)/.test(l)).join('\n');
-  } catch {
-    // No resolv.conf on the host: an empty one.
-  }
-  return [
-    { destination: '/etc/hostname', content: `${hostname}\n` },
-    { destination: '/etc/hosts', content: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t${hostname}\n` },
-    { destination: '/etc/resolv.conf', content: resolv },
-  ];
-}
 
 
 function short(id: string): string {
@@ -526,7 +509,7 @@ export class Builder {
         let userError: string | null = null;
         const layer = await this.layers.withWorkspace(
           this.top(run),
-          { init: true, files: ETC_FILES.map((f) => f.slice(1)) },
+          { init: true, files: ETC_FILE_PATHS },
           async (ws) => {
             let user;
             try {
@@ -547,8 +530,7 @@ export class Builder {
               {
                 bundleParent: `${this.store.root}/tmp`,
                 id: `strata-build-${ws.id.slice(0, 16)}`,
-                stdout: this.opts.out,
-                stderr: this.opts.out,
+                stdio: { stdout: this.opts.out, stderr: this.opts.out, stdin: 'ignore' },
                 files: etcFiles(ws.id.slice(0, 12)),
               },
             );

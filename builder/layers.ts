@@ -6,11 +6,10 @@
  * removed.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
-import { join } from 'node:path';
 import type { LayerRecord } from '../driver/store/metadata.js';
 import type { LayerStore } from '../driver/store/store.js';
 import { UpperRoot } from './fs/root.js';
+import { makeInitLayer } from '../runtime/init-layer.js';
 
 export interface Workspace {
   /** The merged rootfs, writable. */
@@ -18,9 +17,6 @@ export interface Workspace {
   /** The writable layer's id. */
   id: string;
 }
-
-/** Paths a container runtime mounts over or binds; they live in an init layer, never in a commit. */
-const INIT_DIRS = ['proc', 'sys', 'dev', 'dev/pts', 'dev/shm', 'dev/mqueue'];
 
 function newId(): string {
   return randomBytes(32).toString('hex');
@@ -49,14 +45,8 @@ export class BuildLayers {
       let below = parent;
       if (opts.init) {
         const initId = newId();
-        await this.store.createReadWrite(initId, parent);
+        await makeInitLayer(this.store, initId, parent, opts.files ?? []);
         made.push(initId);
-        const upper = this.store.diffDir(initId);
-        for (const d of INIT_DIRS) mkdirSync(join(upper, d), { recursive: true, mode: 0o755 });
-        for (const f of opts.files ?? []) {
-          mkdirSync(join(upper, f, '..'), { recursive: true, mode: 0o755 });
-          closeSync(openSync(join(upper, f), 'a', 0o644));
-        }
         below = initId;
       }
       const id = newId();

@@ -36,8 +36,83 @@ function mountHelperArgs(argv: string[]): string[] | null {
   return out;
 }
 
+/** Options of run and create that take a value: the image is the first word not one of them. */
+const RUN_VALUE_OPTIONS = new Set(['--root', '--name', '--env', '--workdir', '--user', '--network', '--volume', '--entrypoint', '-e', '-w', '-u', '-v']);
+
+/**
+ * Docker's rule for run, create and chroot: everything after the image belongs to the container's
+ * command (`strata run IMG sh -c 'exit 3'`). yargs sees the arguments up to the image; the rest
+ * is handed to the command as it is.
+ */
+function splitContainerCommand(argv: string[]): { argv: string[]; command: string[] } {
+  let i = 0;
+  while (i < argv.length && argv[i]!.startsWith('-')) i += argv[i] === '--root' ? 2 : 1;
+  const verb = argv[i];
+  if (verb !== 'run' && verb !== 'create' && verb !== 'chroot') return { argv, command: [] };
+  for (let j = i + 1; j < argv.length; j++) {
+    const t = argv[j]!;
+    if (t === '--') return { argv: [...argv.slice(0, j), ...argv.slice(j + 1, j + 2)], command: argv.slice(j + 2) };
+    if (!t.startsWith('-') || t === '-') return { argv: argv.slice(0, j + 1), command: argv.slice(j + 1) };
+    if (t.includes('=')) continue;
+    // -e K=V, --name N; a group of short flags (-it, -dit) ends in the one that may take a value.
+    const takesValue = t.startsWith('--') ? RUN_VALUE_OPTIONS.has(t) : t.length === 2 ? RUN_VALUE_OPTIONS.has(t) : false;
+    if (takesValue) j++;
+  }
+  return { argv, command: [] };
+}
+
+function runOptions<T>(y: import('yargs').Argv<T>) {
+  return y
+    .positional('image', { type: 'string', demandOption: true, describe: 'the image; everything after it is the command' })
+    .option('name', { type: 'string', describe: 'a name for the container' })
+    .option('rm', { type: 'boolean', default: false, describe: 'remove the container when it exits' })
+    .option('interactive', { alias: 'i', type: 'boolean', default: false, describe: "keep the container's stdin open" })
+    .option('tty', { alias: 't', type: 'boolean', default: false, describe: 'a pseudo-terminal for the container' })
+    .option('env', { alias: 'e', type: 'string', describe: 'set K=V (repeatable; K alone takes this shell\'s value)' })
+    .option('workdir', { alias: 'w', type: 'string', describe: 'working directory inside the container' })
+    .option('user', { alias: 'u', type: 'string', describe: 'USER[:GROUP], a name or a number' })
+    .option('network', { type: 'string', default: 'none', choices: ['none', 'host'], describe: "none, or the host's network" })
+    .option('volume', { alias: 'v', type: 'string', describe: 'bind HOST:CONTAINER[:ro] (repeatable)' })
+    .option('entrypoint', { type: 'string', describe: "override the image's entrypoint" });
+}
+
+interface RunOptionValues {
+  root?: string | undefined;
+  image: string;
+  name?: string | undefined;
+  rm: boolean;
+  interactive: boolean;
+  tty: boolean;
+  env?: string | string[] | undefined;
+  workdir?: string | undefined;
+  user?: string | undefined;
+  network: string;
+  volume?: string | string[] | undefined;
+  entrypoint?: string | undefined;
+}
+
+function runArgs(a: RunOptionValues, command: string[], detach: boolean) {
+  return {
+    root: a.root,
+    image: a.image,
+    name: a.name,
+    rm: a.rm,
+    detach,
+    args: command,
+    entrypoint: a.entrypoint,
+    env: ([] as string[]).concat(a.env ?? []),
+    workdir: a.workdir,
+    user: a.user,
+    network: a.network as 'none' | 'host',
+    volumes: ([] as string[]).concat(a.volume ?? []),
+    tty: a.tty,
+    interactive: a.interactive,
+  };
+}
+
 async function main(): Promise<void> {
-  const argv = hideBin(process.argv);
+  const split = splitContainerCommand(hideBin(process.argv));
+  const argv = split.argv;
   await yargs(mountHelperArgs(argv) ?? argv)
     .scriptName('strata')
     .usage('$0 <command> [options]')
@@ -72,6 +147,11 @@ async function main(): Promise<void> {
             throw new UserError('no lower layers: give --lower L1:L2 or -o lowerdir=L1:L2, or mount an image: strata mount IMAGE [MNT]');
           }
           if (a.foreground) throw new UserError('--foreground is for layer mounts; image mounts run in the background');
+          const c = await import('./commands/containers.js');
+          if (a.mountpoint === undefined && (await c.findContainer(a.root, a.source)) !== undefined) {
+            await c.mountContainer({ root: a.root, container: a.source });
+            return;
+          }
           const { mountImage } = await import('./commands/mount.js');
           await mountImage({ root: a.root, image: a.source, mountpoint: a.mountpoint, rw: a.rw, options, debug: a.debug });
           return;
@@ -98,6 +178,14 @@ async function main(): Promise<void> {
           .positional('mountpoint', { type: 'string', demandOption: true })
           .option('lazy', { alias: 'l', type: 'boolean', default: false, describe: 'detach now, finish when no longer busy' }),
       async (a) => {
+        const { existsSync } = await import('node:fs');
+        if (!a.mountpoint.includes('/') && !existsSync(a.mountpoint)) {
+          const c = await import('./commands/containers.js');
+          if ((await c.findContainer(a.root, a.mountpoint)) !== undefined) {
+            await c.umountContainer({ root: a.root, container: a.mountpoint });
+            return;
+          }
+        }
         const { umount } = await import('./commands/umount.js');
         await umount({ mountpoint: a.mountpoint, lazy: a.lazy });
       },
@@ -170,7 +258,7 @@ async function main(): Promise<void> {
       (y) =>
         y
           .positional('images', { type: 'string', array: true, demandOption: true })
-          .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'even if a mount uses it' }),
+          .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'even if a mount or a container uses it' }),
       async (a) => {
         const { rmi } = await import('./commands/images.js');
         await rmi({ root: a.root, images: a.images, force: a.force });
@@ -178,10 +266,15 @@ async function main(): Promise<void> {
     )
     .command(
       'export <image>',
-      'write the merged tree of an image as one tar',
+      'write the merged tree of an image or a container as one tar',
       (y) => y.positional('image', { type: 'string', demandOption: true }).option('output', { alias: 'o', type: 'string', describe: 'file (default: standard output)' }),
       async (a) => {
-        const { exportImage } = await import('./commands/images.js');
+        const c = await import('./commands/containers.js');
+        const { exportImage, writeArchive } = await import('./commands/images.js');
+        if ((await c.findContainer(a.root, a.image)) !== undefined) {
+          await c.exportContainer({ root: a.root, container: a.image }, (tar) => writeArchive(tar as import('node:stream').Readable, a.output));
+          return;
+        }
         await exportImage({ root: a.root, image: a.image, output: a.output });
       },
     )
@@ -237,12 +330,126 @@ async function main(): Promise<void> {
       },
     )
     .command(
-      'diff <mountpoint>',
-      "the changes in an image mount's writable layer: A added, C changed, D deleted (as docker diff)",
-      (y) => y.positional('mountpoint', { type: 'string', demandOption: true }),
+      'diff <target>',
+      "a container's changes, or an image mount's (--rw): A added, C changed, D deleted (as docker diff)",
+      (y) => y.positional('target', { type: 'string', demandOption: true, describe: 'a container, or the mountpoint of strata mount IMAGE --rw' }),
       async (a) => {
+        const c = await import('./commands/containers.js');
+        const { existsSync } = await import('node:fs');
+        if (!a.target.includes('/') && !existsSync(a.target) && (await c.findContainer(a.root, a.target)) !== undefined) {
+          await c.diffContainer({ root: a.root, container: a.target });
+          return;
+        }
         const { diffMount } = await import('./commands/images.js');
-        await diffMount({ root: a.root, mountpoint: a.mountpoint });
+        await diffMount({ root: a.root, mountpoint: a.target });
+      },
+    )
+    .command(
+      'run <image>',
+      'run a command in a new container (flags after the image belong to the command)',
+      (y) => runOptions(y).option('detach', { alias: 'd', type: 'boolean', default: false, describe: 'run in the background and print its id' }),
+      async (a) => {
+        const { run } = await import('./commands/containers.js');
+        await run(runArgs(a, split.command, a.detach));
+      },
+    )
+    .command(
+      'create <image>',
+      'create a container without starting it; prints its id',
+      (y) => runOptions(y),
+      async (a) => {
+        const { create } = await import('./commands/containers.js');
+        await create(runArgs(a, split.command, false));
+      },
+    )
+    .command(
+      'start <containers..>',
+      'start stopped containers (in the background, unless -a)',
+      (y) =>
+        y
+          .positional('containers', { type: 'string', array: true, demandOption: true })
+          .option('attach', { alias: 'a', type: 'boolean', default: false, describe: "attach to the output and exit with the container's status" })
+          .option('interactive', { alias: 'i', type: 'boolean', default: false, describe: "attach this shell's stdin" }),
+      async (a) => {
+        const { start } = await import('./commands/containers.js');
+        await start({ root: a.root, containers: a.containers, attach: a.attach, interactive: a.interactive });
+      },
+    )
+    .command(
+      'stop <containers..>',
+      "stop running containers: the image's stop signal, then SIGKILL after the timeout",
+      (y) => y.positional('containers', { type: 'string', array: true, demandOption: true }).option('time', { alias: 't', type: 'number', default: 10, describe: 'seconds to wait before killing' }),
+      async (a) => {
+        const { stop } = await import('./commands/containers.js');
+        await stop({ root: a.root, containers: a.containers, time: a.time });
+      },
+    )
+    .command(
+      'kill <containers..>',
+      'send a signal to running containers',
+      (y) => y.positional('containers', { type: 'string', array: true, demandOption: true }).option('signal', { alias: 's', type: 'string', default: 'KILL' }),
+      async (a) => {
+        const { kill } = await import('./commands/containers.js');
+        await kill({ root: a.root, containers: a.containers, signal: a.signal });
+      },
+    )
+    .command(
+      'rm <containers..>',
+      'remove containers and their writable layers',
+      (y) => y.positional('containers', { type: 'string', array: true, demandOption: true }).option('force', { alias: 'f', type: 'boolean', default: false, describe: 'kill a running container first' }),
+      async (a) => {
+        const { rm } = await import('./commands/containers.js');
+        await rm({ root: a.root, containers: a.containers, force: a.force });
+      },
+    )
+    .command(
+      'ps',
+      'list containers (running ones, or all with -a)',
+      (y) => y.option('all', { alias: 'a', type: 'boolean', default: false }).option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'only ids' }),
+      async (a) => {
+        const { ps } = await import('./commands/containers.js');
+        await ps({ root: a.root, all: a.all, quiet: a.quiet });
+      },
+    )
+    .command(
+      'logs <container>',
+      "a container's output, stdout and stderr each to its own",
+      (y) => y.positional('container', { type: 'string', demandOption: true }),
+      async (a) => {
+        const { logs } = await import('./commands/containers.js');
+        await logs({ root: a.root, container: a.container });
+      },
+    )
+    .command(
+      'commit <container> [image]',
+      "make an image of a container's changes",
+      (y) =>
+        y
+          .positional('container', { type: 'string', demandOption: true })
+          .positional('image', { type: 'string', describe: 'NAME[:TAG]' })
+          .option('message', { alias: 'm', type: 'string' })
+          .option('author', { alias: 'a', type: 'string' }),
+      async (a) => {
+        const { commit } = await import('./commands/containers.js');
+        await commit({ root: a.root, container: a.container, image: a.image, message: a.message, author: a.author });
+      },
+    )
+    .command(
+      'chroot <target>',
+      'run a command chrooted in an image or a container, with /proc and /dev (no runc)',
+      (y) => y.positional('target', { type: 'string', demandOption: true, describe: 'an image or a container; everything after it is the command' }),
+      async (a) => {
+        const { chroot } = await import('./commands/containers.js');
+        await chroot({ root: a.root, target: a.target, args: split.command });
+      },
+    )
+    .command(
+      'container-supervise <id>',
+      false,
+      (y) => y.positional('id', { type: 'string', demandOption: true }),
+      async (a) => {
+        const { supervise } = await import('./commands/containers.js');
+        await supervise({ root: a.root, id: a.id });
       },
     )
     .command('prune', 'free layers no image, layer or mount uses', (y) => y, async (a) => {

@@ -157,6 +157,15 @@ export async function stopMount(mountpoint: string, lazy = false): Promise<numbe
   return 0;
 }
 
+/**
+ * Whether a strata mount is served: something is mounted there and the driver recorded for it
+ * still runs. A driver that was killed leaves its mount in the table, answering ENOTCONN.
+ */
+export function mountServed(mountpoint: string): boolean {
+  const state = readState(mountpoint);
+  return state !== null && alive(state.pid) && mountedPaths().has(mountpoint);
+}
+
 /** Paths with something mounted on them now (/proc/self/mounts, octal escapes decoded). */
 export function mountedPaths(): Set<string> {
   return new Set(

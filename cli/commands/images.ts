@@ -270,7 +270,7 @@ export async function loadImages(a: { root?: string | undefined; input?: string 
  * A tar to `output` (standard output for none or "-", never a terminal), under a temporary name
  * until complete: a failed export or save leaves nothing that looks finished.
  */
-async function writeArchive(tar: Readable, output: string | undefined): Promise<void> {
+export async function writeArchive(tar: Readable, output: string | undefined): Promise<void> {
   const { pipeline } = await import('node:stream/promises');
   if (output === undefined || output === '-') {
     if (process.stdout.isTTY) throw new UserError('refusing to write a tar to a terminal; give -o FILE or redirect');

@@ -18,7 +18,7 @@ export interface ImageConfig {
   created: string;
   config: Record<string, unknown>;
   rootfs: { type: 'layers'; diff_ids: Digest[] };
-  history: Array<{ created: string; created_by?: string; comment?: string; empty_layer?: boolean }>;
+  history: Array<{ created: string; created_by?: string; author?: string; comment?: string; empty_layer?: boolean }>;
   [key: string]: unknown;
 }
 
@@ -144,6 +144,11 @@ export class Images {
     if (left.length === 0) {
       const users = (await this.meta.allMounts()).filter((m) => m.image === img.id);
       if (users.length > 0 && !force) throw new StoreError(`image ${img.id.slice(7, 19)} is mounted at ${users[0]!.mountpoint}; unmount it or use --force`);
+      // Forced, the image goes and its layers stay, below the container's (docker's dangling image).
+      const containers = (await this.meta.allContainers()).filter((c) => c.image === img.id);
+      if (containers.length > 0 && !force) {
+        throw new StoreError(`conflict: unable to remove image ${img.id.slice(7, 19)} (must force): container ${containers[0]!.id.slice(0, 12)} (${containers[0]!.name}) is using it`);
+      }
       ops.push({ type: 'del', sublevel: this.meta.images, key: img.id });
       for (const lid of new Set(img.layers)) {
         const l = await this.store.layer(lid);
@@ -178,16 +183,18 @@ export class Images {
     return { layers: freed, orphans, mounts: stale.map((m) => m.mountpoint) };
   }
 
-  /** Every layer a live mount reads or writes: the chains below each mounted layer. */
+  /** Every layer a live mount or a container reads or writes: the chains below each. */
   private async mountedLayers(): Promise<Set<string>> {
     const used = new Set<string>();
-    for (const m of await this.meta.allMounts()) {
-      for (const top of [m.layer, m.rwLayer]) {
-        if (top === null) continue;
-        for (let id: string | null = top; id !== null && !used.has(id); ) {
-          used.add(id);
-          id = (await this.store.layer(id))?.parent ?? null;
-        }
+    const tops = [
+      ...(await this.meta.allMounts()).flatMap((m) => [m.layer, m.rwLayer]),
+      ...(await this.meta.allContainers()).map((c) => c.layer),
+    ];
+    for (const top of tops) {
+      if (top === null) continue;
+      for (let id: string | null = top; id !== null && !used.has(id); ) {
+        used.add(id);
+        id = (await this.store.layer(id))?.parent ?? null;
       }
     }
     return used;
@@ -219,9 +226,14 @@ export class Images {
     for (const [tag, id] of await this.meta.allTags()) {
       if (!images.some((i) => i.id === id)) problems.push(`tag ${tag}: image ${id} is missing`);
     }
-    const owned = new Set((await this.meta.allMounts()).map((m) => m.rwLayer));
+    const owned = new Set<string | null>((await this.meta.allMounts()).map((m) => m.rwLayer));
+    for (const c of await this.meta.allContainers()) {
+      owned.add(c.layer);
+      owned.add(c.initLayer);
+      for (const l of [c.layer, c.initLayer]) if (!layers.has(l)) problems.push(`container ${c.name}: layer ${l} is missing`);
+    }
     for (const l of layers.values()) {
-      if (l.rw && !owned.has(l.id)) problems.push(`layer ${l.id}: a writable layer no mount owns (a crashed command's; prune removes it)`);
+      if (l.rw && !owned.has(l.id)) problems.push(`layer ${l.id}: a writable layer no mount or container owns (a crashed command's; prune removes it)`);
       if ((refs.get(l.id) ?? 0) !== l.refs) problems.push(`layer ${l.id}: refcount ${l.refs}, but ${refs.get(l.id) ?? 0} image(s) use it`);
       if (l.parent !== null && !layers.has(l.parent)) problems.push(`layer ${l.id}: parent ${l.parent} is missing`);
       const dir = this.store.diffDir(l.id);

@@ -57,6 +57,47 @@ export interface MountRecord {
   layer: string | null;
 }
 
+/** What a container runs: the image's config with the run's flags applied (container/process.ts). */
+export interface ContainerProcess {
+  args: string[];
+  env: string[];
+  cwd: string;
+  /** USER as given (name or number, with an optional group), resolved in the rootfs at start. */
+  user: string;
+  tty: boolean;
+  openStdin: boolean;
+  network: 'none' | 'host';
+  binds: Array<{ source: string; destination: string; readonly: boolean }>;
+}
+
+/**
+ * What a container was last seen doing. `running` names the process that supervises it (and its
+ * start time, so a reused pid is not taken for it): if that process is gone, so is the container.
+ */
+export type ContainerState =
+  | { status: 'created' }
+  | { status: 'running'; pid: number; pidStart: number; startedAt: string }
+  | { status: 'exited'; exitCode: number; startedAt: string; finishedAt: string; error?: string };
+
+export interface ContainerRecord {
+  id: string;
+  name: string;
+  created: string;
+  /** The image's id, and the reference it was given by (for ps). */
+  image: Digest;
+  imageRef: string;
+  /** The writable layer, over an init layer (runtime mount points) over the image's layers. */
+  layer: string;
+  initLayer: string;
+  process: ContainerProcess;
+  /** The Cmd and Entrypoint as the image config of a commit records them. */
+  cmd: string[] | null;
+  entrypoint: string[] | null;
+  stopSignal: string;
+  autoRemove: boolean;
+  state: ContainerState;
+}
+
 /** A build step's result, by cache key: the image config after it and its layers (bottom first). */
 export interface BuildCacheRecord {
   config: string;
@@ -70,6 +111,7 @@ export class Metadata {
   readonly mounts;
   readonly buildCache;
   readonly fileDigests;
+  readonly containers;
 
   private constructor(readonly db: Level<string, unknown>) {
     this.layers = db.sublevel<string, LayerRecord>('layers', { valueEncoding: 'json' });
@@ -79,6 +121,7 @@ export class Metadata {
     this.buildCache = db.sublevel<string, BuildCacheRecord>('buildcache', { valueEncoding: 'json' });
     // Build context files' content digests by host path (see builder/file-digests.ts).
     this.fileDigests = db.sublevel<string, { id: string; digest: string }>('filedigests', { valueEncoding: 'json' });
+    this.containers = db.sublevel<string, ContainerRecord>('containers', { valueEncoding: 'json' });
   }
 
   /**
@@ -125,6 +168,10 @@ export class Metadata {
 
   async allMounts(): Promise<MountRecord[]> {
     return this.mounts.values().all();
+  }
+
+  async allContainers(): Promise<ContainerRecord[]> {
+    return this.containers.values().all();
   }
 
   async allTags(): Promise<Array<[string, string]>> {

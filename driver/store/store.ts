@@ -25,7 +25,7 @@ import { errnoName } from '../fs/errno.js';
 import { applyLayer, type ApplyResult } from './apply.js';
 import { chainId, hexOf } from './digest.js';
 import { changesUpper, diffUpper, replay, type Change } from './diff.js';
-import { mountedPaths, startDriver, stopMount } from '../launch.js';
+import { mountedPaths, mountServed, startDriver, stopMount } from '../launch.js';
 import type { MountConfig } from '../mount-config.js';
 import { Metadata, type LayerRecord, type MountRecord, type Op } from './metadata.js';
 import { readSplit } from './tar-split.js';
@@ -315,11 +315,13 @@ export class LayerStore {
     const l = await this.must(id);
     const mountpoint = join(this.root, 'mnt', id);
     const rec = await this.meta.mounts.get(mountpoint);
-    if (rec !== undefined && mountedPaths().has(mountpoint)) {
+    if (rec !== undefined && mountServed(mountpoint)) {
       await this.meta.write([{ type: 'put', sublevel: this.meta.mounts, key: mountpoint, value: { ...rec, refs: rec.refs + 1 } }]);
       return mountpoint;
     }
-    // No mount, or a record whose driver died: mount afresh.
+    // No mount, or a record whose driver died: mount afresh. A dead driver's mount is still in
+    // the mount table (answering ENOTCONN) and is detached first.
+    if (mountedPaths().has(mountpoint)) await stopMount(mountpoint, true);
     if (rec !== undefined) await this.meta.write([{ type: 'del', sublevel: this.meta.mounts, key: mountpoint }]);
     const parents = l.parent === null ? [] : await this.lowerDirs(l.parent);
     const lowers = l.rw ? (parents.length > 0 ? parents : [this.emptyDir()]) : [this.diffDir(id), ...parents];
@@ -356,7 +358,8 @@ export class LayerStore {
       return;
     }
     if (mountedPaths().has(mountpoint)) {
-      const r = await stopMount(mountpoint);
+      // A mount whose driver died can only be detached.
+      const r = await stopMount(mountpoint, !mountServed(mountpoint));
       if (r < 0) throw new StoreError(`cannot unmount layer ${id} at ${mountpoint} (${errnoName(r)}; still in use?)`);
     }
     await this.dropMount(mountpoint);

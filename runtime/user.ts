@@ -3,7 +3,7 @@
  * /etc/group (read inside the rootfs, symlinks resolved in it), numbers taken as they are. The
  * user's supplementary groups are the groups that list it.
  */
-import { MountedRoot, type Root } from '../fs/root.js';
+import { MountedRoot, type Root } from '../builder/fs/root.js';
 
 export class UserError extends Error {}
 

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants } from 'node:os';
 import type { Writable } from 'node:stream';
+import type { EtcFile } from './etc-files.js';
 import { ociSpec, type ContainerSpec } from './spec.js';
 
 export class RuntimeError extends Error {}
@@ -16,18 +17,31 @@ export class RuntimeError extends Error {}
 /** runc's default state root (`runc --root`), where it keeps a container until deleted. */
 const RUNC_STATE = '/run/runc';
 
+/** Where the process's output goes, and whether it reads this process's stdin. */
+export type RunStdio =
+  | { stdout: Writable; stderr: Writable; stdin: 'ignore' | 'inherit' }
+  /** This process's own stdio: with a terminal spec, runc makes the pty and relays it. */
+  | 'inherit';
+
 export interface RunOptions {
   /** Where the bundle directory is made (a store's tmp/). */
   bundleParent: string;
   /** runc's container id: unique on this machine. */
   id: string;
-  stdout: Writable;
-  stderr: Writable;
+  stdio: RunStdio;
   /**
    * Files made for this run and bind-mounted over these paths (Docker's /etc/hostname, /etc/hosts
    * and /etc/resolv.conf): what the process writes to them is discarded with the bundle.
    */
-  files?: Array<{ destination: string; content: string }>;
+  files?: EtcFile[];
+  /**
+   * SIGINT or SIGTERM to this process: 'kill' ends the container (a build step must not outlive
+   * an interrupted build); 'forward' passes the signal to runc, which hands it to the container's
+   * process, as `docker run` does.
+   */
+  onSignal?: 'kill' | 'forward';
+  /** Told runc's pid once it runs. */
+  started?: (pid: number) => void;
 }
 
 /** Exit status of the container's process (128 + signal when killed by one). */
@@ -48,12 +62,17 @@ export async function runContainer(spec: ContainerSpec, opts: RunOptions): Promi
       binds.push({ source, destination: f.destination, readonly: false });
     });
     writeFileSync(join(bundle, 'config.json'), JSON.stringify(ociSpec({ ...spec, binds })));
-    const child = spawn('runc', ['run', '--bundle', bundle, opts.id], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.pipe(opts.stdout, { end: false });
-    child.stderr.pipe(opts.stderr, { end: false });
-    // An interrupted build must not leave the container running on the mount.
+    const io = opts.stdio;
+    const child = spawn('runc', ['run', '--bundle', bundle, opts.id], {
+      stdio: io === 'inherit' ? 'inherit' : [io.stdin, 'pipe', 'pipe'],
+    });
+    if (io !== 'inherit') {
+      child.stdout!.pipe(io.stdout, { end: false });
+      child.stderr!.pipe(io.stderr, { end: false });
+    }
+    if (child.pid !== undefined) opts.started?.(child.pid);
     const onSignal = (sig: NodeJS.Signals) => {
-      spawnSync('runc', ['kill', opts.id, 'KILL'], { stdio: 'ignore' });
+      if (opts.onSignal !== 'forward') spawnSync('runc', ['kill', opts.id, 'KILL'], { stdio: 'ignore' });
       child.kill(sig);
     };
     process.on('SIGINT', onSignal);
@@ -75,4 +94,27 @@ export async function runContainer(spec: ContainerSpec, opts: RunOptions): Promi
 
 function signalNumber(signal: NodeJS.Signals): number {
   return (constants.signals as Record<string, number>)[signal] ?? 0;
+}
+
+/** runc's view of a container: whether it still has a process. */
+export function runcStatus(id: string): 'running' | 'stopped' | 'absent' {
+  if (!existsSync(join(RUNC_STATE, id))) return 'absent';
+  const r = spawnSync('runc', ['state', id], { encoding: 'utf8' });
+  if (r.status !== 0) return 'absent';
+  try {
+    const st = JSON.parse(r.stdout) as { status?: string };
+    return st.status === 'running' || st.status === 'paused' || st.status === 'created' ? 'running' : 'stopped';
+  } catch {
+    return 'absent';
+  }
+}
+
+/** Send `signal` (a name like TERM or SIGKILL, or a number) to the container's process. */
+export function runcKill(id: string, signal: string): boolean {
+  return spawnSync('runc', ['kill', id, signal], { stdio: 'ignore' }).status === 0;
+}
+
+/** Remove what runc keeps of a container, killing its processes. */
+export function runcDelete(id: string): void {
+  if (existsSync(join(RUNC_STATE, id))) spawnSync('runc', ['delete', '--force', id], { stdio: 'ignore' });
 }
