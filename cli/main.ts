@@ -484,6 +484,11 @@ async function main(): Promise<void> {
 // holds no handle) must not pass for a success: scripts trust exit codes. 'beforeExit' comes only
 // from such a drain, never from an explicit process.exit (a foreground mount ends that way).
 let settled = false;
+// A reader that went away (`strata ps | head`): end as a process killed by SIGPIPE would, quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(128 + 13);
+  throw err;
+});
 process.on('beforeExit', () => {
   if (!settled && (process.exitCode ?? 0) === 0) {
     process.stderr.write('strata: internal error: the command stopped before finishing\n');

@@ -12,7 +12,8 @@ import { LayerStore, StoreError } from '../../driver/store/store.js';
 import { UserError } from '../errors.js';
 
 export function storeRoot(root: string | undefined): string {
-  return root ?? process.env['STRATA_ROOT'] ?? '/var/lib/strata';
+  // Absolute: mountpoints, runc bundles and spawned supervisors must not depend on a cwd.
+  return resolvePath(root ?? process.env['STRATA_ROOT'] ?? '/var/lib/strata');
 }
 
 /** Run `fn` with the store open; store and format errors become user errors. */
@@ -36,8 +37,10 @@ export async function withStore<T>(root: string | undefined, fn: (images: Images
   }
 }
 
+/** 12 hex digits, as docker shows ids; a suffix (a container's `-init` layer) is kept. */
 function short(id: string): string {
-  return id.replace(/^sha256:/, '').slice(0, 12);
+  const m = /^(?:sha256:)?([0-9a-f]{12})[0-9a-f]*(-[a-z]+)?$/.exec(id);
+  return m !== null ? m[1]! + (m[2] ?? '') : id.slice(0, 12);
 }
 
 function humanSize(bytes: number): string {

@@ -3,7 +3,8 @@ import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const CLI = ROOT + 'dist/cli/main.js';
+// The bundled CLI, as `make link` puts it on PATH.
+export const CLI = ROOT + 'dist/bundle/strata.mjs';
 
 export interface Result {
   code: number;
