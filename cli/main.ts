@@ -54,8 +54,8 @@ function splitContainerCommand(argv: string[]): { argv: string[]; command: strin
     if (t === '--') return { argv: [...argv.slice(0, j), ...argv.slice(j + 1, j + 2)], command: argv.slice(j + 2) };
     if (!t.startsWith('-') || t === '-') return { argv: argv.slice(0, j + 1), command: argv.slice(j + 1) };
     if (t.includes('=')) continue;
-    // -e K=V, --name N; a group of short flags (-it, -dit) ends in the one that may take a value.
-    const takesValue = t.startsWith('--') ? RUN_VALUE_OPTIONS.has(t) : t.length === 2 ? RUN_VALUE_OPTIONS.has(t) : false;
+    // -e K=V, --name N; a group of short flags (-it, -dv /a:/b) ends in the one that may take a value.
+    const takesValue = RUN_VALUE_OPTIONS.has(t.startsWith('--') ? t : `-${t.at(-1)}`);
     if (takesValue) j++;
   }
   return { argv, command: [] };
@@ -484,11 +484,14 @@ async function main(): Promise<void> {
 // holds no handle) must not pass for a success: scripts trust exit codes. 'beforeExit' comes only
 // from such a drain, never from an explicit process.exit (a foreground mount ends that way).
 let settled = false;
-// A reader that went away (`strata ps | head`): end as a process killed by SIGPIPE would, quietly.
+// A reader that went away (`strata ps | head`): end as a process killed by SIGPIPE would, quietly;
+// unless an attached container's log listens too (it stops echoing, the container goes on and
+// its exit is recorded).
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code === 'EPIPE') process.exit(128 + 13);
-  throw err;
+  if (err.code !== 'EPIPE') throw err;
+  if (process.stdout.listenerCount('error') === 1) process.exit(128 + 13);
 });
+process.stderr.on('error', () => undefined);
 process.on('beforeExit', () => {
   if (!settled && (process.exitCode ?? 0) === 0) {
     process.stderr.write('strata: internal error: the command stopped before finishing\n');

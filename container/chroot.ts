@@ -22,6 +22,9 @@ const SCRIPT = `r=$1; w=$2; u=$3; shift 3
 if [ "$w" = / ]; then exec /usr/sbin/chroot $u "$r" "$@"; fi
 exec /usr/sbin/chroot $u "$r" /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$w" "$@"`;
 
+/** glibc's list of variables it drops for setuid programs, plus the rest of the loader's. */
+const LOADER_VARIABLES = /^(LD_.*|GCONV_PATH|GETCONF_DIR|HOSTALIASES|LOCALDOMAIN|LOCPATH|MALLOC_.*|NIS_PATH|NLSPATH|RESOLV_HOST_CONF|RES_OPTIONS|TMPDIR|TZDIR|GLIBC_TUNABLES)$/;
+
 interface Target {
   layer: string;
   args: string[];
@@ -75,9 +78,12 @@ export async function chroot(access: StoreAccess, ref: string, args: string[]): 
     const user = resolveUser(rootfs, t.user);
     const userspec = user.uid === 0 && user.gid === 0 ? '' : `--userspec=${user.uid}:${user.gid}`;
     const env = t.env.some((e) => e.startsWith('HOME=')) ? t.env : [...t.env, `HOME=${user.home}`];
+    // The environment reaches the command through the host's unshare, sh, mount and chroot,
+    // running as root: what would steer their loader or libc is not passed.
+    const safe = env.filter((e) => !LOADER_VARIABLES.test(e.slice(0, e.indexOf('='))));
     const child = spawn('/usr/bin/unshare', ['--mount', '--propagation', 'private', '/bin/sh', '-c', SCRIPT, 'sh', rootfs, t.cwd, userspec, ...t.args], {
       stdio: 'inherit',
-      env: Object.fromEntries(env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])),
+      env: Object.fromEntries(safe.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])),
     });
     // The command gets the terminal's signals itself; this process waits for it.
     const ignore = () => undefined;

@@ -13,7 +13,7 @@ import { mountServed } from '../driver/launch.js';
 import { ETC_FILE_PATHS } from '../runtime/etc-files.js';
 import { makeInitLayer } from '../runtime/init-layer.js';
 import { runcDelete } from '../runtime/runc.js';
-import { processAlive } from './liveness.js';
+import { processAlive } from '../driver/proc.js';
 import { randomName, validName } from './names.js';
 import { planContainer, type ImageRunConfig, type RunFlags } from './process.js';
 

@@ -9,9 +9,9 @@ import type { Images } from '../driver/store/images.js';
 import type { LayerStore } from '../driver/store/store.js';
 import { containerConfig, withStep, type ContainerConfig } from '../builder/image-config.js';
 import type { ImageConfig } from '../driver/store/images.js';
-import { runcDelete, runcKill } from '../runtime/runc.js';
+import { runcDelete, runcKill, runcPause } from '../runtime/runc.js';
 import { ContainerError, liveState, removeContainer, resolveContainer, runcId, saveContainer, type StoreAccess } from './containers.js';
-import { processAlive } from './liveness.js';
+import { processAlive } from '../driver/proc.js';
 
 async function waitGone(pid: number, start: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
@@ -83,7 +83,10 @@ export async function rmContainer(access: StoreAccess, ref: string, force: boole
   await access(async (_images, store) => {
     // The supervisor of a --rm container may have removed it meanwhile.
     const current = await store.meta.containers.get(rec.id);
-    if (current !== undefined) await removeContainer(store, current);
+    if (current === undefined) return;
+    // Started again between the two looks (another `strata start`): not removed under it.
+    if (liveState(store, current).status === 'running') throw new ContainerError(`container ${current.name} was started meanwhile; try again`);
+    await removeContainer(store, current);
   });
 }
 
@@ -100,7 +103,14 @@ export async function commitContainer(images: Images, store: LayerStore, ref: st
     throw new ContainerError(`the image of container ${rec.name} (${rec.image}) is gone; it cannot be committed`);
   }
   const top = img.layers[img.layers.length - 1] ?? null;
-  const layer = await store.importLayer(await store.diff(rec.layer), top);
+  // A running container is paused (cgroup freezer) while its layer is read, as docker commit does.
+  const paused = liveState(store, rec).status === 'running' && runcPause(runcId(rec), true);
+  let layer;
+  try {
+    layer = await store.importLayer(await store.diff(rec.layer), top);
+  } finally {
+    if (paused) runcPause(runcId(rec), false);
+  }
   const base = JSON.parse(img.config) as ImageConfig;
   const created = new Date().toISOString();
   const next = withStep(base, rec.process.args.join(' '), layer.diffId!, created);

@@ -6,10 +6,17 @@
 import { createReadStream, openSync, writeSync, closeSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+
+/** Docker's json-file splits longer lines into entries of this size. */
+const MAX_ENTRY = 16 * 1024;
 
 /** Appends one stream's lines to the log; a line without its newline yet waits for the rest. */
 class LogStream extends Writable {
   private pending = '';
+  // A character split across two reads of the pipe is joined, not garbled.
+  private readonly decoder = new StringDecoder('utf8');
+  private echoing = true;
 
   constructor(
     private readonly fd: number,
@@ -20,26 +27,40 @@ class LogStream extends Writable {
   }
 
   override _write(chunk: Buffer | string, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    this.echo?.write(chunk);
-    const text = this.pending + (typeof chunk === 'string' ? chunk : chunk.toString('utf8'));
+    if (this.echo !== undefined && this.echoing) this.echo.write(chunk);
+    const text = this.pending + (typeof chunk === 'string' ? chunk : this.decoder.write(chunk));
     const lines = text.split('\n');
     this.pending = lines.pop()!;
     try {
-      for (const line of lines) this.append(line + '\n');
+      const entries = lines.map((line) => line + '\n');
+      while (this.pending.length >= MAX_ENTRY) {
+        entries.push(this.pending.slice(0, MAX_ENTRY));
+        this.pending = this.pending.slice(MAX_ENTRY);
+      }
+      this.append(entries);
       done();
     } catch (err) {
       done(err as Error);
     }
   }
 
+  /** The reader of the echo went away (`strata run IMG cmd | head`): the log goes on alone. */
+  stopEcho(): void {
+    this.echoing = false;
+  }
+
   /** The last line even without a newline, once the process is gone. */
   flushPending(): void {
-    if (this.pending !== '') this.append(this.pending);
+    this.pending += this.decoder.end();
+    if (this.pending !== '') this.append([this.pending]);
     this.pending = '';
   }
 
-  private append(log: string): void {
-    writeSync(this.fd, JSON.stringify({ log, stream: this.stream, time: new Date().toISOString() }) + '\n');
+  /** One write for all the entries of a chunk (a chatty process sends thousands of lines at once). */
+  private append(logs: string[]): void {
+    if (logs.length === 0) return;
+    const time = new Date().toISOString();
+    writeSync(this.fd, logs.map((log) => JSON.stringify({ log, stream: this.stream, time }) + '\n').join(''));
   }
 }
 
@@ -53,6 +74,9 @@ export class LogWriter {
     this.fd = openSync(path, 'a', 0o640);
     this.stdout = new LogStream(this.fd, 'stdout', echo?.stdout);
     this.stderr = new LogStream(this.fd, 'stderr', echo?.stderr);
+    // A closed pipe on our own output stops the echo, never the container or its bookkeeping.
+    echo?.stdout.on('error', () => this.stdout.stopEcho());
+    echo?.stderr.on('error', () => this.stderr.stopEcho());
   }
 
   close(): void {

@@ -11,11 +11,11 @@ const SURNAMES = [
 ];
 
 export function randomName(taken: Set<string>): string {
-  for (;;) {
+  for (let tries = 0; ; tries++) {
     const name = `${ADJECTIVES[randomInt(ADJECTIVES.length)]}_${SURNAMES[randomInt(SURNAMES.length)]}`;
     if (!taken.has(name)) return name;
-    // Docker appends a digit once the plain pairs run out.
-    const numbered = `${name}${randomInt(10)}`;
+    // Docker appends a digit once the plain pairs run out; a longer number once those do too.
+    const numbered = `${name}${randomInt(tries < 100 ? 10 : 1_000_000)}`;
     if (!taken.has(numbered)) return numbered;
   }
 }

@@ -6,7 +6,7 @@
  * open only around the two bookkeeping moments, so other commands work while the container runs.
  */
 import { accessSync, constants, lstatSync } from 'node:fs';
-import { join, posix } from 'node:path';
+import { posix } from 'node:path';
 import type { Writable } from 'node:stream';
 import { resolveInRoot } from '../builder/fs/in-root.js';
 import { mkdirInRoot } from '../builder/copy.js';
@@ -14,8 +14,10 @@ import type { ContainerRecord } from '../driver/store/metadata.js';
 import { etcFiles } from '../runtime/etc-files.js';
 import { runContainer, type RunStdio } from '../runtime/runc.js';
 import { resolveUser } from '../runtime/user.js';
+import type { LayerStore } from '../driver/store/store.js';
 import {
   ContainerError,
+  containerDir,
   liveState,
   logPath,
   removeContainer,
@@ -24,7 +26,7 @@ import {
   saveContainer,
   type StoreAccess,
 } from './containers.js';
-import { processStart } from './liveness.js';
+import { processStart } from '../driver/proc.js';
 import { LogWriter } from './logs.js';
 
 /** How the container's stdio is connected. */
@@ -74,35 +76,59 @@ export interface StartHooks {
  * 126/127 when the command cannot be run).
  */
 export async function superviseContainer(access: StoreAccess, ref: string, attach: Attach, hooks: StartHooks = {}): Promise<number> {
-  let started: { rec: ContainerRecord; rootfs: string; log: string; tmp: string; uid: number; gid: number; gids: number[]; env: string[] };
+  // Until runc runs, an interrupt cancels the start (checked below); once it ended, the exit is
+  // recorded whatever comes. runContainer forwards signals while the container runs.
+  let interrupted: NodeJS.Signals | null = null;
+  const hold = (sig: NodeJS.Signals) => (interrupted ??= sig);
+  const held: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const sig of held) process.on(sig, hold);
+  try {
+    return await supervise(access, ref, attach, hooks, () => interrupted);
+  } finally {
+    for (const sig of held) process.off(sig, hold);
+  }
+}
+
+/** The start's failure, recorded on the container (or the container removed, with --rm). */
+async function recordFailedStart(store: LayerStore, rec: ContainerRecord, err: ContainerError): Promise<void> {
+  const now = new Date().toISOString();
+  rec.state = { status: 'exited', exitCode: err.exitCode, startedAt: now, finishedAt: now, error: err.message };
+  if (rec.autoRemove) await removeContainer(store, rec);
+  else await saveContainer(store, rec);
+}
+
+async function supervise(access: StoreAccess, ref: string, attach: Attach, hooks: StartHooks, interrupted: () => NodeJS.Signals | null): Promise<number> {
+  let started: { rec: ContainerRecord; rootfs: string; log: string; dir: string; uid: number; gid: number; gids: number[]; env: string[] };
   try {
     started = await access(async (_images, store) => {
       const rec = await resolveContainer(store, ref);
       const live = liveState(store, rec);
       if (live.status === 'running') throw new ContainerError(`container ${rec.name} is already running`);
       if (live.status === 'dead') throw new ContainerError(`container ${rec.name} is dead (its supervisor was killed); remove it with strata rm -f`);
-      const rootfs = await store.get(rec.layer);
+      let rootfs: string | null = null;
       try {
+        rootfs = await store.get(rec.layer);
         const p = rec.process;
         const user = resolveUser(rootfs, p.user);
-        const env = p.env.some((e) => e.startsWith('HOME=')) ? p.env : [...p.env, `HOME=${user.home}`];
+        const hostname = rec.id.slice(0, 12);
+        let env = p.env.some((e) => e.startsWith('HOME=')) ? p.env : [...p.env, `HOME=${user.home}`];
+        env = [`HOSTNAME=${hostname}`, ...(p.tty ? ['TERM=xterm'] : []), ...env];
         // Docker makes a missing working directory.
         mkdirInRoot(rootfs, p.cwd);
         const missing = findCommand(rootfs, p.args[0]!, env, p.cwd);
-        const now = new Date().toISOString();
-        if (missing !== null) {
-          await store.put(rec.layer);
-          rec.state = { status: 'exited', exitCode: missing.code, startedAt: now, finishedAt: now, error: missing.message };
-          if (rec.autoRemove) await removeContainer(store, rec);
-          else await saveContainer(store, rec);
-          throw new ContainerError(missing.message, missing.code);
-        }
-        rec.state = { status: 'running', pid: process.pid, pidStart: processStart(process.pid) ?? 0, startedAt: now };
+        if (missing !== null) throw new ContainerError(missing.message, missing.code);
+        const sig = interrupted();
+        if (sig !== null) throw new ContainerError(`interrupted (${sig}) before the container started`, 130);
+        rec.state = { status: 'running', pid: process.pid, pidStart: processStart(process.pid) ?? 0, startedAt: new Date().toISOString() };
         await saveContainer(store, rec);
-        return { rec, rootfs, log: logPath(store, rec.id), tmp: join(store.root, 'tmp'), uid: user.uid, gid: user.gid, gids: user.additionalGids, env };
+        return { rec, rootfs, log: logPath(store, rec.id), dir: containerDir(store, rec.id), uid: user.uid, gid: user.gid, gids: user.additionalGids, env };
       } catch (err) {
-        if (!(err instanceof ContainerError)) await store.put(rec.layer).catch(() => undefined);
-        throw err;
+        if (rootfs !== null) await store.put(rec.layer).catch(() => undefined);
+        // Whatever stopped the start (a user the image lacks, a working directory that is a file,
+        // a mount that failed) is the container's failure to start, as docker's 125.
+        const failure = err instanceof ContainerError ? err : new ContainerError((err as Error).message, 125);
+        await recordFailedStart(store, rec, failure);
+        throw failure;
       }
     });
   } catch (err) {
@@ -127,7 +153,8 @@ export async function superviseContainer(access: StoreAccess, ref: string, attac
         binds: rec.process.binds,
       },
       {
-        bundleParent: started.tmp,
+        // In the container's directory: the store's tmp/ is emptied by every command that opens it.
+        bundleParent: started.dir,
         id: runcId(rec),
         stdio,
         files: etcFiles(hostname),
@@ -145,8 +172,10 @@ export async function superviseContainer(access: StoreAccess, ref: string, attac
   await access(async (_images, store) => {
     const now = new Date().toISOString();
     const startedAt = rec.state.status === 'running' ? rec.state.startedAt : now;
-    // Whatever else happened meanwhile (a commit, a rename), the record is re-read.
-    const current = (await store.meta.containers.get(rec.id)) ?? rec;
+    // Whatever else happened meanwhile (a commit, a rename), the record is re-read; one removed
+    // meanwhile (rm -f) took the mount along and is not brought back.
+    const current = await store.meta.containers.get(rec.id);
+    if (current === undefined) return;
     await store.put(rec.layer).catch(() => undefined);
     current.state = { status: 'exited', exitCode: status, startedAt, finishedAt: now, ...(failure !== undefined ? { error: failure.message } : {}) };
     if (current.autoRemove) await removeContainer(store, current);

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setPriority } from 'node:os';
+import { processRunning } from './proc.js';
 import type { MountConfig } from './mount-config.js';
 import { projectRoot, sys } from './native/sys.js';
 import { readState, removeState, runDir, stateFile } from './runtime.js';
@@ -123,14 +124,7 @@ export function startDriver(config: MountConfig): Promise<void> {
 }
 
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const alive = processRunning;
 
 /**
  * Unmount a strata mount and wait (up to 10 s) for its driver to exit, forgetting its record.

@@ -2,15 +2,16 @@
 # The strata demo. First the layer level: two read-only layers (a busybox base and an "app" layer)
 # and a writable upper mounted as one tree (lookup through the layers, copy-up on first write,
 # whiteouts on delete), then kernel overlayfs mounting the same upper. Then images: a busybox base
-# imported, examples/app/Dockerfile built with strata build (and rebuilt from the cache), a command
-# run in the image and the changes it made shown with strata diff, and the image saved for skopeo.
+# imported, examples/app/Dockerfile built with strata build (and rebuilt from the cache), the image
+# run as containers, one container's changes shown with strata diff and committed, and the image
+# saved for skopeo.
 set -euo pipefail
 D=${STRATA_DEMO_DIR:-/tmp/strata-demo}
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 cleanup() {
   strata umount "$D/mnt" 2>/dev/null || true
   umount "$D/kmnt" 2>/dev/null || true
-  [ -z "${IMG_MNT:-}" ] || strata --root "$D/store" umount "$IMG_MNT" 2>/dev/null || true
+  strata --root "$D/store" rm -f demo >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 cleanup
@@ -67,14 +68,16 @@ strata --root "$D/store" build -t demo/app:1 "$(dirname "$0")/app" | grep -E 'St
 strata --root "$D/store" images
 strata --root "$D/store" history demo/app:1
 
-say "Run a command in the image (a writable layer on top), then show what it changed"
-IMG_MNT=$(strata --root "$D/store" mount demo/app:1 --rw)
-echo "mounted at $IMG_MNT"
-chroot "$IMG_MNT" /bin/sh -c 'cd /app && GREETING=hello ./hello.sh; echo "run log" > /app/run.log; rm /app/built.txt; echo "color=red" > /etc/app/app.conf'
-echo "strata diff (as docker diff: A added, C changed, D deleted):"
-strata --root "$D/store" diff "$IMG_MNT"
-strata --root "$D/store" umount "$IMG_MNT" && IMG_MNT=
-echo "(the writable layer went with the umount; the image is unchanged)"
+say "Run the image as a container (runc, the image's CMD, USER and ENV), then a second one that changes files"
+strata --root "$D/store" run --rm demo/app:1
+strata --root "$D/store" run --name demo -u root demo/app:1 sh -c 'echo "run log" > /app/run.log; rm /app/built.txt; echo "color=red" > /etc/app/app.conf; echo changed'
+strata --root "$D/store" ps -a
+echo "strata diff demo (as docker diff: A added, C changed, D deleted):"
+strata --root "$D/store" diff demo
+strata --root "$D/store" commit demo demo/app:changed
+strata --root "$D/store" run --rm demo/app:changed cat /etc/app/app.conf
+strata --root "$D/store" rm demo
+echo "(the container's writable layer went with rm; the images are unchanged)"
 
 say "strata save writes a docker-archive that skopeo reads"
 strata --root "$D/store" save demo/app:1 -o "$D/app-image.tar"

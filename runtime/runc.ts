@@ -65,6 +65,10 @@ export async function runContainer(spec: ContainerSpec, opts: RunOptions): Promi
     const io = opts.stdio;
     const child = spawn('runc', ['run', '--bundle', bundle, opts.id], {
       stdio: io === 'inherit' ? 'inherit' : [io.stdin, 'pipe', 'pipe'],
+      // Off a terminal, runc gets a process group of its own: a Ctrl-C reaches the container once,
+      // forwarded below, not also straight from the terminal to runc and the container's processes.
+      // On a terminal runc must stay in the foreground group to read it (raw: no signals there).
+      detached: io !== 'inherit',
     });
     if (io !== 'inherit') {
       child.stdout!.pipe(io.stdout, { end: false });
@@ -75,8 +79,8 @@ export async function runContainer(spec: ContainerSpec, opts: RunOptions): Promi
       if (opts.onSignal !== 'forward') spawnSync('runc', ['kill', opts.id, 'KILL'], { stdio: 'ignore' });
       child.kill(sig);
     };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const signals: NodeJS.Signals[] = opts.onSignal === 'forward' ? FORWARDED : ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    for (const sig of signals) process.on(sig, onSignal);
     try {
       return await new Promise<number>((resolve, reject) => {
         child.on('error', (err: NodeJS.ErrnoException) =>
@@ -84,13 +88,15 @@ export async function runContainer(spec: ContainerSpec, opts: RunOptions): Promi
         child.on('close', (code, signal) => resolve(code ?? 128 + (signal === null ? 0 : signalNumber(signal))));
       });
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      for (const sig of signals) process.off(sig, onSignal);
     }
   } finally {
     cleanup();
   }
 }
+
+/** What `docker run` (--sig-proxy) passes on to the container's process. */
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
 function signalNumber(signal: NodeJS.Signals): number {
   return (constants.signals as Record<string, number>)[signal] ?? 0;
@@ -117,4 +123,9 @@ export function runcKill(id: string, signal: string): boolean {
 /** Remove what runc keeps of a container, killing its processes. */
 export function runcDelete(id: string): void {
   if (existsSync(join(RUNC_STATE, id))) spawnSync('runc', ['delete', '--force', id], { stdio: 'ignore' });
+}
+
+/** Freeze (or thaw) the container's processes; false when runc could not. */
+export function runcPause(id: string, pause: boolean): boolean {
+  return spawnSync('runc', [pause ? 'pause' : 'resume', id], { stdio: 'ignore' }).status === 0;
 }

@@ -263,6 +263,24 @@ t.test('chroot into an image and a container; terminals and stdin', async (t) =>
   t.match(r.stdout, /\/dev\/pts\/\d+/, 'on a pseudo-terminal');
   r = strata(['--root', st.root, 'run', '-i', '--rm', 'busybox', 'tr', 'a-z', 'A-Z'], { input: 'piped in\n' });
   t.equal(r.stdout, 'PIPED IN\n', '-i passes stdin');
+  r = st.s('run', '--rm', '-ie', 'X=grouped', 'busybox', 'sh', '-c', 'echo $X');
+  t.equal(r.stdout, 'grouped\n', 'a group of short flags ending in one that takes a value');
+  // A closed pipe on strata's output stops the echo, not the container or its bookkeeping.
+  r = sh(`${process.execPath} ${ROOT}dist/bundle/strata.mjs --root ${st.root} run --name piped busybox sh -c 'yes | head -c 2000000; exit 6' | head -c 5`);
+  t.equal(r.stdout, 'y\ny\ny', 'the reader got its bytes');
+  t.match(st.s('ps', '-a').stdout, /Exited \(6\) .* piped/, 'and the exit was recorded');
+  t.equal(st.s('rm', 'piped').code, 0);
+  // SIGTERM to an attached run reaches the container's process once, and its status comes back.
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [`${ROOT}dist/bundle/strata.mjs`, '--root', st.root, 'run', '--rm', 'busybox', 'sh', '-c', 'trap "echo got TERM; exit 42" TERM; echo ready; while :; do sleep 0.1; done'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+    if (out === 'ready\n') child.kill('SIGTERM');
+  });
+  const code = await new Promise<number | null>((res) => child.on('close', res));
+  t.equal(code, 42, 'SIGTERM forwarded; the exit status of the container');
+  t.equal(out, 'ready\ngot TERM\n', 'delivered once');
   r = strata(['--root', st.root, 'run', '-t', '--rm', 'busybox', 'true'], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.equal(r.code, 1, '-t without a terminal');
   t.match(r.stderr, /not a TTY/);
@@ -283,6 +301,11 @@ t.test('bad input: a clear error, the right exit code, nothing left behind', asy
   r = st.s('run', '--name', 'taken', 'busybox', 'true');
   t.equal(r.code, 125, 'a name already taken');
   t.match(r.stderr, /is already in use/);
+  r = st.s('run', '--rm', '-u', 'nosuch', 'busybox', 'true');
+  t.equal(r.code, 125, 'a user the image does not have');
+  t.match(r.stderr, /nosuch/);
+  r = st.s('run', '--rm', '-w', '/etc/passwd', 'busybox', 'true');
+  t.equal(r.code, 125, 'a working directory that is a file');
   r = st.s('rm', 'nope');
   t.equal(r.code, 1, 'rm of an unknown container');
   t.match(r.stderr, /No such container: nope/);

@@ -5,13 +5,14 @@
  * status otherwise (126 not executable, 127 not found).
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ContainerRecord } from '../../driver/store/metadata.js';
 import type { LayerStore } from '../../driver/store/store.js';
 import { ContainerError, createContainer, liveState, logPath, mountpointOf, resolveContainer, type CreateRequest, type StoreAccess } from '../../container/containers.js';
 import { ContainerConfigError } from '../../container/process.js';
 import { UserError } from '../errors.js';
-import { withStore } from './images.js';
+import { storeRoot, withStore } from './images.js';
 
 /** Exit status when strata itself cannot do what was asked (docker's). */
 const EXIT_REFUSED = 125;
@@ -47,11 +48,16 @@ export async function create(a: RunArgs): Promise<void> {
 }
 
 export async function run(a: RunArgs): Promise<void> {
-  if (a.detach && a.rm === false && a.tty) {
+  if (a.detach && a.tty) {
     // A detached terminal would need a console to attach to later; strata has none.
     throw new UserError('-d with -t is not supported: a detached container has no terminal to attach to', EXIT_REFUSED);
   }
-  if (!a.detach) checkTty(a.tty);
+  if (!a.detach) {
+    checkTty(a.tty);
+    // The driver that will serve the rootfs starts now, while the layers are made.
+    const { keepDriverReady } = await import('../../driver/launch.js');
+    keepDriverReady();
+  }
   const rec = await reported(() => withStore(a.root, (images, store) => createContainer(images, store, { ...a, autoRemove: a.rm })));
   if (a.detach) {
     await startDetached(a.root, rec.id);
@@ -74,8 +80,12 @@ async function attachedRun(root: string | undefined, id: string, tty: boolean, i
  */
 async function startDetached(root: string | undefined, id: string): Promise<void> {
   const script = process.argv[1]!;
-  const args = [script, ...(root !== undefined ? ['--root', root] : []), 'container-supervise', id];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  const dir = storeRoot(root);
+  const args = [script, '--root', dir, 'container-supervise', id];
+  // What the supervisor itself has to say (it outlives this command) goes to a file of its own.
+  const log = openSync(join(dir, 'containers', id, 'supervisor.log'), 'a', 0o600);
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log, 'pipe'] });
+  closeSync(log);
   const answer = await new Promise<string>((resolve) => {
     let text = '';
     const pipe = child.stdio[3] as NodeJS.ReadableStream;
@@ -121,12 +131,21 @@ export async function start(a: { root: string | undefined; containers: string[];
     if (a.containers.length !== 1) throw new UserError('you cannot start and attach multiple containers at once', 1);
     const rec = await reported(() => withStore(a.root, (_images, store) => resolveContainer(store, a.containers[0]!)));
     checkTty(rec.process.tty);
-    process.exitCode = await attachedRun(a.root, rec.id, rec.process.tty, a.interactive || rec.process.openStdin);
+    process.exitCode = await attachedRun(a.root, rec.id, rec.process.tty, a.interactive);
     return;
   }
   for (const ref of a.containers) {
-    const rec = await reported(() => withStore(a.root, (_images, store) => resolveContainer(store, ref)));
-    await startDetached(a.root, rec.id);
+    const { rec, running } = await reported(() =>
+      withStore(a.root, async (_images, store) => {
+        const r = await resolveContainer(store, ref);
+        return { rec: r, running: liveState(store, r).status === 'running' };
+      }),
+    );
+    // As docker: starting a running container is no error.
+    if (!running) {
+      if (rec.process.tty) throw new UserError(`container ${rec.name} has a terminal (-t): start it attached, with start -a`, 1);
+      await startDetached(a.root, rec.id);
+    }
     process.stdout.write(ref + '\n');
   }
 }

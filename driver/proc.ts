@@ -1,7 +1,8 @@
 /**
- * Whether the process recorded as a container's supervisor still runs. Its start time (field 22
- * of /proc/PID/stat, in clock ticks since boot) is recorded with the pid, so a pid reused by
- * another process is not taken for it, nor a zombie for a live one.
+ * Whether a process still runs, from /proc/PID/stat. A killed process stays a zombie until its
+ * parent reaps it; a detached one's parent is whatever inherited it, which may take a second or
+ * more, so kill(pid, 0) would call it alive. The start time (field 22, clock ticks since boot),
+ * recorded with a pid, also tells a pid reused by another process from the one recorded.
  */
 import { readFileSync } from 'node:fs';
 
@@ -20,4 +21,9 @@ export function processStart(pid: number): number | null {
 
 export function processAlive(pid: number, start: number): boolean {
   return processStart(pid) === start;
+}
+
+/** The process runs (neither gone nor a zombie). */
+export function processRunning(pid: number): boolean {
+  return processStart(pid) !== null;
 }
