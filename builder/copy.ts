@@ -46,28 +46,43 @@ export async function copyInto(root: Root, spec: CopySpec): Promise<void> {
   const intoDir = spec.destIsDir || destStat?.isDirectory() === true;
   // Directories this copy made or met, by container path: their children need no resolving.
   const hostDirs = new Map<string, string>();
+  // Directories this copy created: nothing in them can be in the way, so no lookup is needed.
+  const fresh = new Set<string>();
   const dirTimes: Array<[string, Date]> = [];
-  const files: Array<() => Promise<void>> = [];
+  // By container path: a later source's file replaces an earlier one's (the copies run later, in
+  // parallel, and two of them must never race for one path).
+  const fileJobs = new Map<string, () => Promise<void>>();
   for (const src of spec.sources) {
+    // Only what this source itself created is known to be empty.
+    fresh.clear();
     let target: string;
     if (src.stat.isDirectory()) target = spec.dest;
     else target = intoDir ? posix.join(spec.dest, posix.basename(src.rel === '' ? '/' : src.rel)) : spec.dest;
     const top = src.stat.isDirectory() ? target : posix.dirname(target);
-    hostDirs.set(top, root.mkdirp(top, spec.chown).host);
+    const made = root.mkdirp(top, spec.chown);
+    hostDirs.set(top, made.host);
+    if (made.created) fresh.add(top);
     for (const e of walk(spec.tree, src)) {
       // A directory source itself is the destination directory, which already exists.
       if (e.sub === '' && src.stat.isDirectory()) continue;
       const path = e.sub === '' ? target : posix.join(target, e.sub);
       const parent = hostDirs.get(posix.dirname(path)) ?? root.hostPath(posix.dirname(path));
       const host = posix.join(parent, posix.basename(path));
+      const empty = fresh.has(posix.dirname(path));
+      // Something else at this path from this source overrides an earlier source's file.
+      if (!e.stat.isFile()) fileJobs.delete(path);
       if (e.stat.isDirectory()) {
-        place(host, path, e.host, e.stat, spec);
+        if (place(host, path, e.host, e.stat, spec, empty)) fresh.add(path);
         hostDirs.set(path, host);
         dirTimes.push([host, e.stat.mtime]);
-      } else if (e.stat.isFile()) files.push(() => placeFile(host, path, e.host, e.stat, spec));
-      else place(host, path, e.host, e.stat, spec);
+      } else if (e.stat.isFile()) {
+        fileJobs.delete(path);
+        fileJobs.set(path, () => placeFile(host, path, e.host, e.stat, spec, empty));
+      }
+      else place(host, path, e.host, e.stat, spec, empty);
     }
   }
+  const files = [...fileJobs.values()];
   let next = 0;
   let failed = false;
   const worker = async () => {
@@ -92,16 +107,20 @@ function ownerOf(spec: CopySpec): Ownership {
   return spec.chown ?? { uid: 0, gid: 0 };
 }
 
-/** Directories and symlinks (the files go through placeFile). */
-function place(host: string, path: string, from: string, st: FileInfo, spec: CopySpec): void {
-  const existing = lstatSync(host, { throwIfNoEntry: false });
+/**
+ * Directories and symlinks (the files go through placeFile). `inNew`: the parent was created by
+ * this copy. Answers whether a directory was created.
+ */
+function place(host: string, path: string, from: string, st: FileInfo, spec: CopySpec, inNew: boolean): boolean {
+  const existing = inNew ? undefined : lstatSync(host, { throwIfNoEntry: false });
   const owner = ownerOf(spec);
   if (st.isDirectory()) {
+    const made = existing === undefined || !existing.isDirectory();
     if (existing !== undefined && !existing.isDirectory()) rmSync(host, { force: true });
-    if (existing === undefined || !existing.isDirectory()) mkdirSync(host);
+    if (made) mkdirSync(host);
     lchownSync(host, owner.uid, owner.gid);
     chmodSync(host, spec.chmod ?? st.mode & 0o7777);
-    return;
+    return made;
   }
   if (!st.isSymbolicLink()) throw new CopyError(`${from}: only files, directories and symlinks can be copied`);
   if (existing?.isDirectory()) throw new CopyError(`cannot copy ${from} over the directory ${path}`);
@@ -109,10 +128,11 @@ function place(host: string, path: string, from: string, st: FileInfo, spec: Cop
   symlinkSync(readlinkSync(from), host);
   lchownSync(host, owner.uid, owner.gid);
   lutimesSync(host, st.mtime, st.mtime);
+  return false;
 }
 
-async function placeFile(host: string, path: string, from: string, st: FileInfo, spec: CopySpec): Promise<void> {
-  const existing = await fsp.lstat(host).catch(() => undefined);
+async function placeFile(host: string, path: string, from: string, st: FileInfo, spec: CopySpec, inNew: boolean): Promise<void> {
+  const existing = inNew ? undefined : await fsp.lstat(host).catch(() => undefined);
   if (existing?.isDirectory()) throw new CopyError(`cannot copy ${from} over the directory ${path}`);
   if (existing !== undefined) await fsp.rm(host, { force: true });
   await fsp.copyFile(from, host, fsc.COPYFILE_EXCL);

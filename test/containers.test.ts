@@ -312,7 +312,11 @@ t.test('bad input: a clear error, the right exit code, nothing left behind', asy
   r = st.s('rmi', 'busybox');
   t.equal(r.code, 1, 'an image a container uses is kept');
   t.match(r.stderr, /must force/);
+  // What a create or rm killed halfway leaves: check explains it, prune reclaims it.
+  mkdirSync(join(st.root, 'containers', 'f'.repeat(64)));
+  t.match(st.s('check').stdout, /containers\/f{64}: a directory with no container/);
   t.equal(st.s('prune').code, 0);
+  t.notOk(readdirSync(join(st.root, 'containers')).includes('f'.repeat(64)), 'prune removed it');
   r = st.s('start', '-a', 'taken');
   t.equal(r.code, 0, "prune kept the container's layers");
   const ids = st.s('ps', '-aq').stdout.trim().split('\n');

@@ -3,7 +3,7 @@
  * and the tags naming it. Each change is one LevelDB batch, which also keeps every layer's
  * `refs` (how many images list it) exact; `prune` frees layers no image, child or mount uses.
  */
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { chainIds, isDigest, sha256, type Digest } from './digest.js';
@@ -180,7 +180,19 @@ export class Images {
     const known = new Set((await this.meta.allLayers()).map((l) => l.id));
     const orphans = this.store.orphanDirs(known);
     for (const o of orphans) rmSync(join(this.store.root, 'layers', o), { recursive: true, force: true });
+    // A container directory without its record: a create or rm that was killed halfway.
+    for (const c of await this.orphanContainerDirs()) {
+      rmSync(join(this.store.root, 'containers', c), { recursive: true, force: true });
+      orphans.push(`containers/${c}`);
+    }
     return { layers: freed, orphans, mounts: stale.map((m) => m.mountpoint) };
+  }
+
+  private async orphanContainerDirs(): Promise<string[]> {
+    const dir = join(this.store.root, 'containers');
+    if (!existsSync(dir)) return [];
+    const known = new Set((await this.meta.allContainers()).map((c) => c.id));
+    return readdirSync(dir).filter((name) => !known.has(name));
   }
 
   /** Every layer a live mount or a container reads or writes: the chains below each. */
@@ -248,6 +260,7 @@ export class Images {
     }
     for (const m of await this.store.staleMounts()) problems.push(`mount ${m.mountpoint}: recorded, but nothing is mounted there (its command or driver died; prune forgets it)`);
     for (const o of this.store.orphanDirs(new Set(layers.keys()))) problems.push(`layers/${o}: a directory with no record (an interrupted import; prune removes it)`);
+    for (const c of await this.orphanContainerDirs()) problems.push(`containers/${c}: a directory with no container (an interrupted create or rm; prune removes it)`);
     return problems;
   }
 
