@@ -15,8 +15,8 @@ build: setup
 # `strata` on PATH: package.json's bin (the bundled CLI), linked where root's PATH finds it; and
 # mount(8)'s helper for `mount -t fuse.strata` and fstab entries.
 link: build
-	ln -sf "$(CURDIR)/dist/bundle/strata.mjs" "$(BIN)/strata"
-	ln -sf "$(CURDIR)/dist/bundle/strata.mjs" /sbin/mount.fuse.strata
+	ln -sf "$(CURDIR)/dist/bundle/strata.cjs" "$(BIN)/strata"
+	ln -sf "$(CURDIR)/dist/bundle/strata.cjs" /sbin/mount.fuse.strata
 
 test: link
 	bash test/run.sh

@@ -3,29 +3,47 @@
  * Bundles the compiled CLI and driver entry points into one file each (dist/bundle/). Every
  * `strata` command and every driver process starts a fresh Node; resolving and compiling a
  * hundred separate modules cost about a third of a cached `strata build`. Native addons stay
- * external: node-gyp-build finds them relative to their own packages.
+ * external: node-gyp-build finds them relative to their own packages. `strata` itself is
+ * dist/bundle/strata.cjs (scripts/strata-cli.cjs), which runs the CLI bundle with a code cache.
  */
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
-import { chmodSync } from 'node:fs';
+import { chmodSync, copyFileSync, rmSync } from 'node:fs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const entries = { strata: 'dist/cli/main.js', driver: 'dist/driver/main.js' };
+// Only what this run makes: a bundle from an older layout must not linger.
+rmSync(`${root}dist/bundle`, { recursive: true, force: true });
+const common = {
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  external: ['fuse-native', 'classic-level'],
+  logLevel: 'warning',
+};
 
-for (const [name, entry] of Object.entries(entries)) {
-  const outfile = `${root}dist/bundle/${name}.mjs`;
-  await build({
-    entryPoints: [`${root}${entry}`],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    external: ['fuse-native', 'classic-level'],
-    // CommonJS dependencies (yargs' helpers, dockerignore) call require(); an ES module bundle
-    // has none unless it makes one.
-    banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
-    logLevel: 'warning',
-  });
-  chmodSync(outfile, 0o755);
-}
+// The CLI: CommonJS, so that scripts/strata-cli.cjs can run it through V8's code cache (vm.Script
+// takes cached data; ES modules cannot in Node 20).
+await build({
+  ...common,
+  entryPoints: [`${root}dist/cli/main.js`],
+  outfile: `${root}dist/bundle/strata-main.cjs`,
+  format: 'cjs',
+  // import() of what stays outside the bundle (node: builtins) as require(): a vm.Script has no
+  // loader for dynamic imports.
+  supported: { 'dynamic-import': false },
+  define: { 'import.meta.url': 'import_meta_url' },
+  inject: [`${root}scripts/import-meta-url.js`],
+});
+copyFileSync(`${root}scripts/strata-cli.cjs`, `${root}dist/bundle/strata.cjs`);
+chmodSync(`${root}dist/bundle/strata.cjs`, 0o755);
+rmSync(`${root}dist/bundle/strata-main.cjs.v8cache`, { force: true });
+
+// The driver: an ES module; CommonJS dependencies get a require().
+await build({
+  ...common,
+  entryPoints: [`${root}dist/driver/main.js`],
+  outfile: `${root}dist/bundle/driver.mjs`,
+  format: 'esm',
+  banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
+});
+chmodSync(`${root}dist/bundle/driver.mjs`, 0o755);

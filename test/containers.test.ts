@@ -133,7 +133,7 @@ t.test('diff, commit and export show the container layer as docker does', async 
   t.equal(id.code, 0, id.stderr);
   const dir = join(st.base, 'saved');
   mkdirSync(dir);
-  must(`${JSON.stringify(process.execPath)} ${ROOT}dist/bundle/strata.mjs --root ${st.root} save app:committed -o ${dir}/img.tar && tar -xf ${dir}/img.tar -C ${dir}`);
+  must(`${JSON.stringify(process.execPath)} ${ROOT}dist/bundle/strata.cjs --root ${st.root} save app:committed -o ${dir}/img.tar && tar -xf ${dir}/img.tar -C ${dir}`);
   const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Array<{ Layers: string[] }>;
   const top = manifest[0]!.Layers[manifest[0]!.Layers.length - 1]!;
   const entries = must(`tar -tf ${dir}/${top}`).trim().split('\n').sort();
@@ -142,7 +142,7 @@ t.test('diff, commit and export show the container layer as docker does', async 
   let c = st.s('run', '--rm', 'app:committed', 'sh', '-c', 'cat /newfile /srv/data/*; ls /home 2>&1; echo $GREETING');
   t.equal(c.stdout, "new\nfresh\nls: /home: No such file or directory\nhello\n", 'the committed image runs with the changes and the config');
 
-  must(`${JSON.stringify(process.execPath)} ${ROOT}dist/bundle/strata.mjs --root ${st.root} export c1 -o ${dir}/c1.tar`);
+  must(`${JSON.stringify(process.execPath)} ${ROOT}dist/bundle/strata.cjs --root ${st.root} export c1 -o ${dir}/c1.tar`);
   const exported = must(`tar -tf ${dir}/c1.tar | sed 's#/$##' | sort`).trim().split('\n');
   c = st.s('mount', 'c1');
   t.equal(c.code, 0, c.stderr);
@@ -258,7 +258,7 @@ t.test('chroot into an image and a container; terminals and stdin', async (t) =>
   r = st.s('chroot', 'c', 'cat', '/mark');
   t.equal(r.stdout, 'mark\n', "chroot into a container sees its changes");
   t.notMatch(st.s('layers').stdout, /chroot-/, "chroot of an image leaves no layer");
-  r = sh(`script -qec "${process.execPath} ${ROOT}dist/bundle/strata.mjs --root ${st.root} run -it --rm busybox sh -c 'tty; exit 5'" /dev/null`);
+  r = sh(`script -qec "${process.execPath} ${ROOT}dist/bundle/strata.cjs --root ${st.root} run -it --rm busybox sh -c 'tty; exit 5'" /dev/null`);
   t.equal(r.code, 5, 'run -it exits with the status');
   t.match(r.stdout, /\/dev\/pts\/\d+/, 'on a pseudo-terminal');
   r = strata(['--root', st.root, 'run', '-i', '--rm', 'busybox', 'tr', 'a-z', 'A-Z'], { input: 'piped in\n' });
@@ -266,13 +266,13 @@ t.test('chroot into an image and a container; terminals and stdin', async (t) =>
   r = st.s('run', '--rm', '-ie', 'X=grouped', 'busybox', 'sh', '-c', 'echo $X');
   t.equal(r.stdout, 'grouped\n', 'a group of short flags ending in one that takes a value');
   // A closed pipe on strata's output stops the echo, not the container or its bookkeeping.
-  r = sh(`${process.execPath} ${ROOT}dist/bundle/strata.mjs --root ${st.root} run --name piped busybox sh -c 'yes | head -c 2000000; exit 6' | head -c 5`);
+  r = sh(`${process.execPath} ${ROOT}dist/bundle/strata.cjs --root ${st.root} run --name piped busybox sh -c 'yes | head -c 2000000; exit 6' | head -c 5`);
   t.equal(r.stdout, 'y\ny\ny', 'the reader got its bytes');
   t.match(st.s('ps', '-a').stdout, /Exited \(6\) .* piped/, 'and the exit was recorded');
   t.equal(st.s('rm', 'piped').code, 0);
   // SIGTERM to an attached run reaches the container's process once, and its status comes back.
   const { spawn } = await import('node:child_process');
-  const child = spawn(process.execPath, [`${ROOT}dist/bundle/strata.mjs`, '--root', st.root, 'run', '--rm', 'busybox', 'sh', '-c', 'trap "echo got TERM; exit 42" TERM; echo ready; while :; do sleep 0.1; done'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [`${ROOT}dist/bundle/strata.cjs`, '--root', st.root, 'run', '--rm', 'busybox', 'sh', '-c', 'trap "echo got TERM; exit 42" TERM; echo ready; while :; do sleep 0.1; done'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (c: Buffer) => {
     out += c.toString();

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 // The bundled CLI, as `make link` puts it on PATH.
-export const CLI = ROOT + 'dist/bundle/strata.mjs';
+export const CLI = ROOT + 'dist/bundle/strata.cjs';
 
 export interface Result {
   code: number;
