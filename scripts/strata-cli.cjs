@@ -19,20 +19,33 @@ try {
   // First run: no cache yet.
 }
 const script = new vm.Script(Module.wrap(fs.readFileSync(file, 'utf8').replace(/^#!/, '//')), { filename: file, cachedData });
-process.once('exit', () => {
-  // After the command, the cache holds the functions it compiled as well as those it was given:
-  // written when there was none (or V8 refused it: the bundle changed), and again whenever a
-  // command compiled notably more, so it grows to cover the commands used (~2 ms to make).
-  try {
-    const data = script.createCachedData();
-    if (cachedData !== undefined && !script.cachedDataRejected && data.length <= cachedData.length * 1.05) return;
-    const tmp = `${cacheFile}.${process.pid}`;
-    fs.writeFileSync(tmp, data);
-    fs.renameSync(tmp, cacheFile);
-  } catch {
-    // A read-only install runs without the cache.
-  }
-});
+// After a command, the cache holds the functions it compiled as well as those it was given. It
+// is written when there was none (or V8 refused it: the bundle changed), and after the first run
+// of each other command, so it grows to cover the commands used; making it costs ~10 ms, so the
+// commands already in it (listed beside it) skip that.
+const verb = process.argv.slice(2).find((a, i, all) => !a.startsWith('-') && all[i - 1] !== '--root') ?? '';
+const listFile = cacheFile + '.commands';
+let listed = [];
+try {
+  listed = fs.readFileSync(listFile, 'utf8').split('\n');
+} catch {
+  // No list yet.
+}
+const fresh = cachedData === undefined || script.cachedDataRejected;
+if (fresh || !listed.includes(verb)) {
+  process.once('exit', () => {
+    try {
+      const data = script.createCachedData();
+      const tmp = `${cacheFile}.${process.pid}`;
+      fs.writeFileSync(tmp, data);
+      fs.renameSync(tmp, cacheFile);
+      fs.writeFileSync(tmp, [...(fresh ? [] : listed), verb].filter((v) => v !== '').join('\n'));
+      fs.renameSync(tmp, listFile);
+    } catch {
+      // A read-only install runs without the cache.
+    }
+  });
+}
 const mod = new Module(file, module);
 mod.filename = file;
 mod.paths = Module._nodeModulePaths(__dirname);
