@@ -6,11 +6,11 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants as osConstants } from 'node:os';
 import type { LayerStore } from '../driver/store/store.js';
 import type { Images } from '../driver/store/images.js';
 import { ETC_FILE_PATHS } from '../runtime/etc-files.js';
 import { makeInitLayer } from '../runtime/init-layer.js';
+import { signalNumber } from '../runtime/runc.js';
 import { resolveUser } from '../runtime/user.js';
 import { ContainerError, resolveContainer, type StoreAccess } from './containers.js';
 import { planContainer, type ImageRunConfig } from './process.js';
@@ -91,7 +91,7 @@ export async function chroot(access: StoreAccess, ref: string, args: string[]): 
     try {
       status = await new Promise<number>((resolve, reject) => {
         child.on('error', (err) => reject(new ContainerError(`cannot run unshare: ${err.message}`, 125)));
-        child.on('close', (code, signal) => resolve(code ?? 128 + (signal === null ? 0 : (osConstants.signals as Record<string, number>)[signal] ?? 0)));
+        child.on('close', (code, signal) => resolve(code ?? 128 + (signal === null ? 0 : signalNumber(signal))));
       });
     } finally {
       process.off('SIGINT', ignore);

@@ -5,6 +5,7 @@
  */
 import { posix } from 'node:path';
 import type { ContainerProcess } from '../driver/store/metadata.js';
+import { DEFAULT_PATH } from '../builder/image-config.js';
 
 export class ContainerConfigError extends Error {}
 
@@ -38,8 +39,6 @@ export interface ContainerPlan {
   entrypoint: string[] | null;
   stopSignal: string;
 }
-
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export function planContainer(image: ImageRunConfig, flags: RunFlags, hostEnv: NodeJS.ProcessEnv = process.env): ContainerPlan {
   let entrypoint = image.Entrypoint ?? null;

@@ -124,7 +124,6 @@ export function startDriver(config: MountConfig): Promise<void> {
 }
 
 
-const alive = processRunning;
 
 /**
  * Unmount a strata mount and wait (up to 10 s) for its driver to exit, forgetting its record.
@@ -145,8 +144,8 @@ export async function stopMount(mountpoint: string, lazy = false): Promise<numbe
   if (state !== null) {
     // The driver exits once the kernel ends the connection; give it a moment to close up.
     const deadline = Date.now() + 10_000;
-    while (alive(state.pid) && Date.now() < deadline && !lazy) await new Promise((res) => setTimeout(res, 20));
-    if (!alive(state.pid)) removeState(mountpoint);
+    while (processRunning(state.pid) && Date.now() < deadline && !lazy) await new Promise((res) => setTimeout(res, 20));
+    if (!processRunning(state.pid)) removeState(mountpoint);
   }
   return 0;
 }
@@ -157,7 +156,7 @@ export async function stopMount(mountpoint: string, lazy = false): Promise<numbe
  */
 export function mountServed(mountpoint: string): boolean {
   const state = readState(mountpoint);
-  return state !== null && alive(state.pid) && mountedPaths().has(mountpoint);
+  return state !== null && processRunning(state.pid) && mountedPaths().has(mountpoint);
 }
 
 /** Paths with something mounted on them now (/proc/self/mounts, octal escapes decoded). */

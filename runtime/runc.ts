@@ -98,7 +98,8 @@ export async function runContainer(spec: ContainerSpec, opts: RunOptions): Promi
 /** What `docker run` (--sig-proxy) passes on to the container's process. */
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
-function signalNumber(signal: NodeJS.Signals): number {
+/** The number of a signal by name (128 + it is a shell's status for a process it killed). */
+export function signalNumber(signal: NodeJS.Signals): number {
   return (constants.signals as Record<string, number>)[signal] ?? 0;
 }
 
