@@ -10,12 +10,14 @@ import {
 } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
+import type { IncomingMessage } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { extract as tarExtract, type Header as Headers } from 'tar-stream';
 import { decompressed } from '../driver/store/compression.js';
 import { cleanName } from '../driver/store/apply.js';
 import { resolveInRoot } from './fs/in-root.js';
 import { mkdirInRoot, type Ownership } from './copy.js';
+import { getUrl } from '../net/http-get.js';
 
 export class AddError extends Error {}
 
@@ -126,16 +128,18 @@ export async function addFromUrl(
   checksum: string | undefined,
   fail: (message: string) => never,
 ): Promise<void> {
-  let res: Response;
+  let res: IncomingMessage;
+  let body: Buffer;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(60_000) });
+    res = await getUrl(url, 60_000);
+    const chunks: Buffer[] = [];
+    for await (const c of res) chunks.push(c as Buffer);
+    body = Buffer.concat(chunks);
   } catch (err) {
-    fail(`failed to fetch ${url}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
+    fail(`failed to fetch ${url}: ${(err as Error).message}`);
   }
-  if (!res.ok) fail(`failed to fetch ${url}: HTTP ${res.status} ${res.statusText}`);
   const name = posix.basename(new URL(url).pathname);
   if (destIsDir && name === '') fail(`cannot determine a file name from ${url}; give a destination file name`);
-  const body = Buffer.from(await res.arrayBuffer());
   if (checksum !== undefined) {
     const got = `sha256:${createHash('sha256').update(body).digest('hex')}`;
     if (got !== checksum) fail(`${url}: the download's digest is ${got}, not the --checksum ${checksum}`);
@@ -156,8 +160,8 @@ export async function addFromUrl(
     // chown before chmod: chown clears setuid and setgid.
     if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
     fchmodSync(fd, mode ?? 0o600);
-    const modified = res.headers.get('last-modified');
-    const t = modified === null ? null : new Date(modified);
+    const modified = res.headers['last-modified'];
+    const t = modified === undefined ? null : new Date(modified);
     if (t !== null && !Number.isNaN(t.getTime())) futimesSync(fd, t, t);
   } finally {
     closeSync(fd);

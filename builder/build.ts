@@ -111,7 +111,7 @@ export class Builder {
     }
     const df = parseDockerfile(text, posix.basename(opts.dockerfile));
     const context = loadContext(opts.contextDir);
-    const digests = await FileDigests.load(store, opts.contextDir);
+    const digests = new FileDigests(store, opts.contextDir);
     const builder = new Builder(df, store, images, opts, context, digests);
     // An interrupt stops the build at the next step boundary, so that every step's cleanup (its
     // mount, its writable layer) runs; a second one ends the process at once.
@@ -601,16 +601,22 @@ export class Builder {
         ? this.layers.withRootfs(fromTop, (root) => fn(rootfsTree(root, fromIdentity)))
         : fn(this.context);
 
-    const described = await withTree(async (t) => {
-      try {
-        const sources = local.length > 0 ? matchSources(t, local) : [];
-        // Context files' digests are remembered between builds; a stage's or image's files not.
-        const digests = ins.kind === 'COPY' && ins.from !== undefined ? undefined : this.digests;
-        return { digest: await describeSources(t, sources, digests), dirs: sources.filter((x) => x.stat.isDirectory()).length, count: sources.length };
-      } catch (err) {
-        this.fail(ins, (err as Error).message);
-      }
-    });
+    // Another stage's or an image's files are described by their layers, which never change: a
+    // description made before is used without mounting them.
+    const fromKey = ins.kind === 'COPY' && ins.from !== undefined ? `${fromIdentity}\0${JSON.stringify(local)}` : undefined;
+    const described =
+      (fromKey !== undefined ? await this.digests.described(fromKey, null) : undefined) ??
+      (await withTree(async (t) => {
+        try {
+          const sources = local.length > 0 ? matchSources(t, local) : [];
+          if (fromKey === undefined) return await describeSources(t, sources, this.digests);
+          const d = await describeSources(t, sources);
+          this.digests.remember(fromKey, null, d);
+          return d;
+        } catch (err) {
+          this.fail(ins, (err as Error).message);
+        }
+      }));
     const docs = inline.map((h) => `${h.name}:${createHash('sha256').update(h.body).digest('hex')}`);
     const sourceKey = createHash('sha256').update(described.digest + '\n' + docs.join(',') + '\n' + urls.join(',')).digest('hex');
     // The classic builder's wording: file:, dir: or multi: and a digest of the sources.

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { posix } from 'node:path';
 import dockerignore, { type Ignore } from '@balena/dockerignore';
+import { sys } from '../driver/native/sys.js';
 import { FileInfo } from './fs/file-info.js';
 import { resolveInRoot } from './fs/in-root.js';
 
@@ -22,6 +23,8 @@ export interface SourceTree {
   excluded(rel: string): boolean;
   /** What the cache key says about this tree besides the files' content (e.g. an image's layers). */
   identity?: string;
+  /** The .dockerignore patterns ('' for none), for the cache's lstat summary of the sources. */
+  exclusions: string;
 }
 
 export interface Source {
@@ -41,15 +44,15 @@ export function loadContext(dir: string): SourceTree {
   // module object, and its `default` is the factory (the package sets both).
   const patterns = existsSync(file) ? readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')) : [];
   // Without patterns nothing is excluded, and every path of the walk skips the matcher.
-  if (patterns.length === 0) return { root: dir, excluded: () => false };
+  if (patterns.length === 0) return { root: dir, excluded: () => false, exclusions: '' };
   const ig: Ignore = dockerignore.default();
   ig.add(patterns);
-  return { root: dir, excluded: (rel) => rel !== '' && ig.ignores(rel) };
+  return { root: dir, excluded: (rel) => rel !== '' && ig.ignores(rel), exclusions: patterns.join('\n') };
 }
 
 /** A tree with nothing excluded: a stage's or an image's rootfs. */
 export function rootfsTree(root: string, identity: string): SourceTree {
-  return { root, excluded: () => false, identity };
+  return { root, excluded: () => false, identity, exclusions: '' };
 }
 
 const GLOB = /[*?[]/;
@@ -187,23 +190,64 @@ function below(tree: SourceTree, src: Source, sub: string, host: string, out: En
   }
 }
 
+/** What the cache key says of a step's sources, and how many there are and of what kind. */
+export interface SourceDescription {
+  digest: string;
+  dirs: number;
+  count: number;
+}
+
+/** What describeSources keeps between builds (builder/file-digests.ts). */
+export interface DescribeCache {
+  digest(path: string, st: FileInfo): Promise<string>;
+  described(key: string, summary: string): Promise<SourceDescription | undefined>;
+  remember(key: string, summary: string, d: SourceDescription): void;
+}
+
 /**
  * The cache key's view of the sources: for each entry its path, type, mode, owner, link target
- * and content digest, in a fixed order. Host mtimes are left out on purpose.
+ * and content digest, in a fixed order. Host mtimes are left out on purpose. With a cache, the
+ * description made last time is reused while a summary of the sources' lstat (every entry's path,
+ * mode, owner, device, inode, size, mtime and ctime) is unchanged: the identity per-file digests
+ * already trust. The summary covers excluded entries too (a change there only costs a recompute)
+ * and the exclusion patterns themselves.
  */
-export async function describeSources(tree: SourceTree, sources: Source[], digests?: { digest(path: string, st: FileInfo): Promise<string> }): Promise<string> {
+export async function describeSources(tree: SourceTree, sources: Source[], cache?: DescribeCache): Promise<SourceDescription> {
+  const shape = { dirs: sources.filter((x) => x.stat.isDirectory()).length, count: sources.length };
+  const key = `${tree.root}\0${JSON.stringify(sources.map((s) => s.rel))}`;
+  const summary = cache !== undefined ? lstatSummary(tree, sources) : undefined;
+  if (summary !== undefined) {
+    const known = await cache!.described(key, summary);
+    if (known !== undefined) return known;
+  }
+  const walked = sources.map((src) => walk(tree, src));
   const h = createHash('sha256');
   h.update(`tree ${tree.identity ?? 'context'}\n`);
-  for (const src of sources) {
-    const srcWord = JSON.stringify(src.rel);
-    for (const e of walk(tree, src)) {
+  for (let i = 0; i < sources.length; i++) {
+    const srcWord = JSON.stringify(sources[i]!.rel);
+    for (const e of walked[i]!) {
       const s = e.stat;
       const kind = s.isDirectory() ? 'd' : s.isSymbolicLink() ? 'l' : s.isFile() ? 'f' : 'o';
       h.update(`${srcWord} ${JSON.stringify(e.sub)} ${kind} ${(s.mode & 0o7777).toString(8)} ${s.uid}:${s.gid}`);
       if (kind === 'l') h.update(` -> ${readlinkSync(e.host)}`);
-      if (kind === 'f') h.update(` ${s.size} ${await (digests?.digest(e.host, s) ?? fileDigest(e.host))}`);
+      if (kind === 'f') h.update(` ${s.size} ${await (cache?.digest(e.host, s) ?? fileDigest(e.host))}`);
       h.update('\n');
     }
+  }
+  const described = { digest: h.digest('hex'), ...shape };
+  if (summary !== undefined) cache!.remember(key, summary, described);
+  return described;
+}
+
+/** A digest of the sources' lstat (sys.treeSummary) and of the exclusions; undefined if a walk fails. */
+function lstatSummary(tree: SourceTree, sources: Source[]): string | undefined {
+  const h = createHash('sha256');
+  h.update(`${tree.exclusions}\0`);
+  for (const src of sources) {
+    const below = sys.treeSummary(src.host);
+    // The description's own walk reports the error, if it persists.
+    if (typeof below === 'number') return undefined;
+    h.update(`${src.rel}\0${src.realRel}\0${below}\n`);
   }
   return h.digest('hex');
 }

@@ -28,12 +28,23 @@ let standbyWanted = 0;
 /** Drivers this process started, by mountpoint: stopMount waits for their exit event. */
 const started = new Map<string, ChildProcess>();
 
+/**
+ * The environment of a driver process: this one's, without NODE_EXTRA_CA_CERTS, which makes Node
+ * parse every root certificate at start (~85 ms here) for a process that never opens TLS.
+ */
+function driverEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env['NODE_EXTRA_CA_CERTS'];
+  return env;
+}
+
 function spawnStandby(): ChildProcess {
   mkdirSync(`${runDir()}/mounts`, { recursive: true, mode: 0o700 });
   const logPath = join(runDir(), 'mounts', `standby-${process.pid}-${Date.now()}-${Math.random().toString(16).slice(2)}.log`);
   const log = openSync(logPath, 'a', 0o600);
   const child = spawn(process.execPath, [driverMain(), '--standby', logPath], {
     detached: true,
+    env: driverEnv(),
     stdio: ['pipe', log, log, 'pipe'],
   });
   closeSync(log);
@@ -79,6 +90,7 @@ export function startDriver(config: MountConfig): Promise<void> {
     const log = openSync(logPath, 'a', 0o600);
     child = spawn(process.execPath, [driverMain(), JSON.stringify(config)], {
       detached: true,
+      env: driverEnv(),
       stdio: ['ignore', log, log, 'pipe'],
     });
     closeSync(log);

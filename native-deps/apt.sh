@@ -5,13 +5,14 @@
 #   fuse-overlayfs                     peer for tests (format round trips) and benchmarks
 #   attr, acl                          getfattr/setfattr, getfacl/setfacl for tests
 #   fio                                benchmarks
+#   openssl                            certificates for the https tests (ADD from an https URL)
 #   busybox-static                     a tiny real rootfs for the demo and tests
 #   util-linux (setpriv)               run test commands as another user
 #   runc                               the OCI runtime Docker uses: RUN steps of strata build
 #   docker.io (20.10)                  the oracle for strata build in tests (started privately by
 #                                      them; the package's own service is never started)
 set -euo pipefail
-PKGS=(libfuse2 libfuse-dev libfuse3-dev fuse3 pkg-config fuse-overlayfs attr acl libcap2-bin fio bc busybox-static util-linux psmisc bzip2 xz-utils zstd skopeo umoci runc docker.io)
+PKGS=(libfuse2 libfuse-dev libfuse3-dev fuse3 pkg-config fuse-overlayfs attr acl libcap2-bin fio openssl bc busybox-static util-linux psmisc bzip2 xz-utils zstd skopeo umoci runc docker.io)
 missing=()
 for p in "${PKGS[@]}"; do
   st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

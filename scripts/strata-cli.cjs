@@ -1,8 +1,13 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS STRATA_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node
 /*
  * The `strata` command: runs the bundled CLI (strata-main.cjs, next to this file) through V8's
  * code cache. Every command starts a fresh Node; compiling the 700 KB bundle and the functions a
  * command runs was ~60 ms of a cached `strata build`.
+ *
+ * The first line starts Node without NODE_EXTRA_CA_CERTS: with it, Node parses all its root
+ * certificates and the file's at every start (~85 ms on the benchmark machine, which sets it),
+ * and strata starts Node for each command and each mount. The value is passed on as
+ * STRATA_EXTRA_CA_CERTS, which net/http-get.ts trusts when a download needs it.
  */
 'use strict';
 const fs = require('node:fs');

@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, type Teardown } from './lib/mounts.js';
-import { must, run, strata, ROOT, type Result } from './lib/run.js';
+import { CLI, must, run, strata, ROOT, type Result } from './lib/run.js';
 
 interface Store {
   root: string;
@@ -217,6 +217,48 @@ t.test('the build cache: unchanged, one file changed, reverted, --no-cache, a ch
   leftovers(t, st);
 });
 
+t.test('the build cache trusts an unchanged lstat only: content under the same mtime, .dockerignore, COPY --from', async (t) => {
+  const st = newStore(t);
+  const ctx = context(st.base, {
+    Dockerfile: 'FROM busybox AS gen\nRUN echo gen > /gen\nFROM busybox\nCOPY dir/ /d/\nCOPY --from=gen /gen /gen\nRUN cat /d/* > /all\n',
+    'dir/x.txt': 'aaa\n',
+    'dir/skip.txt': 'skipped\n',
+    '.dockerignore': 'dir/skip.txt\n',
+  });
+  const first = build(st, ctx, '-t', 'l:1');
+  t.equal(first.code, 0, first.stderr);
+  const layers = () => inspect(st, 'l:1').Layers;
+  const fileIn = (layer: string, path: string) => readFileSync(join(st.root, 'layers', layer, 'diff', path), 'utf8');
+  t.equal(fileIn(layers()[3]!, 'all'), 'aaa\n', 'the excluded file is not copied');
+
+  const again = build(st, ctx, '-t', 'l:1');
+  t.notMatch(again.stdout, /Running in/, 'an unchanged rebuild runs nothing');
+  t.equal(again.stdout.match(/Using cache/g)?.length, 4, 'every step after each FROM is cached, COPY --from included');
+
+  // Same size, same mtime: only the change time (and the content) tell.
+  const mtime = must(`stat -c %y ${ctx}/dir/x.txt`).trim();
+  writeFileSync(join(ctx, 'dir/x.txt'), 'bbb\n');
+  must(`touch -d '${mtime}' ${ctx}/dir/x.txt`);
+  const changed = build(st, ctx, '-t', 'l:1');
+  t.equal(changed.code, 0, changed.stderr);
+  t.match(changed.stdout, /Running in/, 'new content under the old mtime is a change');
+  t.equal(fileIn(layers()[3]!, 'all'), 'bbb\n');
+
+  writeFileSync(join(ctx, '.dockerignore'), '');
+  const unignored = build(st, ctx, '-t', 'l:1');
+  t.equal(unignored.code, 0, unignored.stderr);
+  t.match(unignored.stdout, /Running in/, 'a file no longer excluded is a change');
+  t.equal(fileIn(layers()[3]!, 'all'), 'skipped\nbbb\n');
+
+  const stage = ctx.replace(/ctx$/, 'ctx2');
+  mkdirSync(stage);
+  writeFileSync(join(stage, 'Dockerfile'), 'FROM busybox AS gen\nRUN echo other > /gen\nFROM busybox\nCOPY --from=gen /gen /gen\n');
+  const other = build(st, stage, '-t', 'l:2');
+  t.equal(other.code, 0, other.stderr);
+  t.equal(fileIn(inspect(st, 'l:2').Layers[1]!, 'gen'), 'other\n', 'COPY --from of another stage content is not taken from the cache');
+  leftovers(t, st);
+});
+
 t.test('--target builds only the stages it needs', async (t) => {
   const st = newStore(t);
   const ctx = context(st.base, { Dockerfile: 'FROM busybox AS a\nRUN echo a > /a\nFROM busybox AS b\nRUN exit 3\nFROM a AS c\nRUN test -f /a\n' });
@@ -225,6 +267,40 @@ t.test('--target builds only the stages it needs', async (t) => {
   t.notMatch(r.stdout, /exit 3/);
   t.equal(inspect(st, 't:c').Layers.length, 3);
   t.match(build(st, ctx, '--target', 'nope').stderr, /target stage "nope" could not be found/);
+});
+
+t.test('ADD https: redirects, and CA certificates from NODE_EXTRA_CA_CERTS through the strata command', async (t) => {
+  const st = newStore(t);
+  const dir = join(st.base, 'tls');
+  mkdirSync(dir);
+  must(`cd ${dir} && openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -days 1 -keyout key.pem -out cert.pem 2>/dev/null`);
+  // A server in a process of its own: the builds below block this one.
+  const { spawn } = await import('node:child_process');
+  const server = spawn(process.execPath, ['-e', `
+    const fs = require('node:fs');
+    const s = require('node:https').createServer({ key: fs.readFileSync('key.pem'), cert: fs.readFileSync('cert.pem') }, (req, res) => {
+      if (req.url === '/moved') { res.writeHead(302, { location: '/secure.txt' }); res.end(); return; }
+      if (req.url === '/secure.txt') { res.end('over tls\\n'); return; }
+      res.writeHead(404); res.end();
+    });
+    s.listen(0, '127.0.0.1', () => console.log(s.address().port));
+  `], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => void server.kill());
+  const port = await new Promise<string>((resolve) => server.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())));
+  const ctx = context(join(st.base, 'https'), { Dockerfile: `FROM busybox\nADD https://127.0.0.1:${port}/moved /secure.txt\n` });
+
+  const env = { ...process.env };
+  delete env['NODE_EXTRA_CA_CERTS'];
+  delete env['STRATA_EXTRA_CA_CERTS'];
+  const untrusted = strata(['--root', st.root, 'build', '-t', 'tls:1', ctx], { env });
+  t.equal(untrusted.code, 1);
+  t.match(untrusted.stderr, /Dockerfile:2: ADD: failed to fetch https:.*self.signed certificate/, 'an unknown CA is refused');
+
+  // The command itself, as a user runs it: its first line moves the variable out of Node's way.
+  const trusted = run(CLI, ['--root', st.root, 'build', '-t', 'tls:1', ctx], { env: { ...env, NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem') } });
+  t.equal(trusted.code, 0, trusted.stderr);
+  t.equal(readFileSync(join(st.root, 'layers', inspect(st, 'tls:1').Layers[1]!, 'diff/secure.txt'), 'utf8'), 'over tls\n', 'the redirect is followed');
+  leftovers(t, st);
 });
 
 t.test('bad input: a clear error with the line, exit 1, nothing tagged or left behind', async (t) => {

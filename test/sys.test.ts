@@ -98,6 +98,7 @@ t.test('constants', async (tt) => {
     'fgetxattr', 'fsetxattr', 'flistxattr', 'fremovexattr', 'readdirAt', 'statvfsFd', 'copyData',
     'umount2', 'writerOpen', 'writerCreate', 'writerData', 'writerXattr', 'writerFinish', 'writerDir',
     'writerSymlink', 'writerWait', 'writerClose', 'digestOpen', 'digestUpdate', 'digestFinish',
+    'treeSummary',
   ];
   tt.same(Object.keys(sys).sort(), [...fns, ...Object.keys(expected)].sort(), 'exactly these exports');
 });
@@ -547,6 +548,44 @@ t.test('readdirAt', async (tt) => {
   tt.equal(sys.readdirAt(dfd, 'missing'), -E.ENOENT);
   tt.equal(sys.readdirAt(-1, ''), -E.EBADF);
   tt.equal(Object.keys(asMap(sys.readdirAt(dfd, ''))).length, 9, 'repeatable: dirfd offset untouched');
+});
+
+t.test('treeSummary: any change lstat sees, below a directory or of a file, changes the digest', async (tt) => {
+  const { dir } = scratch('summary');
+  fs.mkdirSync(path.join(dir, 'a/b'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'a/b/f'), 'one');
+  fs.writeFileSync(path.join(dir, 'top'), 'x');
+  fs.symlinkSync('/nowhere', path.join(dir, 'a/link'));
+  const sum = (p = dir) => {
+    const r = sys.treeSummary(p);
+    if (typeof r === 'number') throw new Error(`treeSummary = ${r}`);
+    return r;
+  };
+  const first = sum();
+  tt.match(first, /^[0-9a-f]{64}$/);
+  tt.equal(sum(), first, 'the same tree, the same digest');
+  fs.writeFileSync(path.join(dir, 'a/b/f'), 'two');
+  fs.utimesSync(path.join(dir, 'a/b/f'), 1000, 1000);
+  const rewritten = sum();
+  tt.not(rewritten, first, 'new content of the same size (ctime moved)');
+  fs.utimesSync(path.join(dir, 'a/b/f'), 1000, 1000);
+  tt.not(sum(), rewritten, 'a times change alone');
+  const before = sum();
+  fs.chmodSync(path.join(dir, 'top'), 0o600);
+  tt.not(sum(), before, 'a mode change');
+  const again = sum();
+  fs.renameSync(path.join(dir, 'a/link'), path.join(dir, 'a/link2'));
+  tt.not(sum(), again, 'a rename');
+  tt.equal(sum(path.join(dir, 'top')), sum(path.join(dir, 'top')), 'a file summarises on its own');
+  const link = sys.treeSummary(path.join(dir, 'a/link2'));
+  tt.type(link, 'string', 'a symlink is summarised, not followed');
+
+  tt.equal(sys.treeSummary(path.join(dir, 'missing')), -E.ENOENT);
+  tt.equal(sys.treeSummary('bad\0name'), -E.EINVAL);
+  let deep = path.join(dir, 'deep');
+  for (let i = 0; i < 300; i++) deep = path.join(deep, 'd');
+  fs.mkdirSync(deep, { recursive: true });
+  tt.equal(sys.treeSummary(path.join(dir, 'deep')), -E.ELOOP, 'a tree deeper than 256 levels is refused');
 });
 
 t.test('file writer: files, directories and symlinks in order; the first failure is kept', async (tt) => {

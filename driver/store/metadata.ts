@@ -104,6 +104,17 @@ export interface BuildCacheRecord {
   layers: string[];
 }
 
+/**
+ * The build cache's description of COPY or ADD sources, valid while `summary` (a digest of the
+ * entries' lstat, or null where the sources are layers, which never change) still holds.
+ */
+export interface SourceDescriptionRecord {
+  summary: string | null;
+  digest: string;
+  dirs: number;
+  count: number;
+}
+
 export class Metadata {
   readonly layers;
   readonly images;
@@ -111,6 +122,7 @@ export class Metadata {
   readonly mounts;
   readonly buildCache;
   readonly fileDigests;
+  readonly sourceDescriptions;
   readonly containers;
 
   private constructor(readonly db: Level<string, unknown>) {
@@ -121,6 +133,8 @@ export class Metadata {
     this.buildCache = db.sublevel<string, BuildCacheRecord>('buildcache', { valueEncoding: 'json' });
     // Build context files' content digests by host path (see builder/file-digests.ts).
     this.fileDigests = db.sublevel<string, { id: string; digest: string }>('filedigests', { valueEncoding: 'json' });
+    // COPY and ADD sources' descriptions, by what they name (see builder/file-digests.ts).
+    this.sourceDescriptions = db.sublevel<string, SourceDescriptionRecord>('sourcedescs', { valueEncoding: 'json' });
     this.containers = db.sublevel<string, ContainerRecord>('containers', { valueEncoding: 'json' });
   }
 

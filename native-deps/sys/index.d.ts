@@ -263,6 +263,14 @@ export interface DirEntries {
  */
 export declare function readdirAt(dirfd: number, path: string): DirEntries | number;
 
+/**
+ * SHA-256 (hex) of what lstat says of `path` and, for a directory, of everything below it (names,
+ * modes, owners, devices, inodes, sizes, mtimes and ctimes in ns), symlinks not followed, each
+ * directory's names sorted (tree_summary.c). Synchronous: a 5k-file tree takes ~13 ms.
+ * @returns the digest, or -errno (-ELOOP beyond 256 levels).
+ */
+export declare function treeSummary(path: string): string | number;
+
 // ---------------------------------------------------------------------------
 // Copy-up
 
