@@ -5,7 +5,7 @@
 # Target: at least half of tar's throughput, memory flat. `make bench` runs it after the mounts.
 set -euo pipefail
 B=${BENCH_DIR:-/var/tmp/strata-bench}/store
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 mkdir -p "$B"
 TREE=$B/tree
 if [ ! -f "$B/.ready" ]; then
@@ -34,47 +34,55 @@ R=$B/root
 rm -rf "$R" "$B/out" && mkdir -p "$B/out" "$R"
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
-# measure NAME CMD: prints "ms rss_kb" of the median round (by time). "@R@" in CMD and PREP
-# becomes a name new to each round: outputs are deleted only at the end, because on this VM's
-# journal-less ext4, creating files soon after deleting many scans the recently freed inodes
-# (ialloc's recently_deleted), which made whichever step followed a deletion up to 3x slower.
-measure() {
-  local name=$1 cmd=$2 samples=()
-  for r in $(seq "$ROUNDS"); do
-    local c=${cmd//@R@/$name$r} p=${PREP:-true}
-    bash -c "${p//@R@/$name$r}" >/dev/null 2>&1
-    drop_caches
-    local t0 t1 rss
-    t0=$(date +%s%N)
-    /usr/bin/time -f '%M' -o "$B/rss" bash -c "$c" >/dev/null 2>&1
-    rss=$(tail -1 "$B/rss")
-    t1=$(date +%s%N)
-    samples+=("$(( (t1 - t0) / 1000000 )) $rss")
-  done
-  printf '%s\n' "${samples[@]}" | sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p"
+# One sample of each step per round, the steps interleaved (tar -x, import, tar -c, save, export,
+# skopeo), so that tar and strata meet the same state of this noisy VM; the ratios are taken per
+# round and their median reported. Page cache dropped before each step. Outputs get names new to
+# each round and are deleted only at the end, because on this VM's journal-less ext4, creating
+# files soon after deleting many scans the recently freed inodes (ialloc's recently_deleted),
+# which made whichever step followed a deletion up to 3x slower.
+declare -A SAMPLES
+one() { # name cmd [prep]: appends "ms rss_kb" to SAMPLES[name]
+  local name=$1 cmd=$2 prep=${3:-true}
+  bash -c "$prep" >/dev/null 2>&1
+  drop_caches
+  local t0 t1
+  t0=$(date +%s%N)
+  /usr/bin/time -f '%M' -o "$B/rss" bash -c "$cmd" >/dev/null 2>&1 || { echo "failed: $cmd" >&2; exit 1; }
+  t1=$(date +%s%N)
+  SAMPLES[$name]+="$(( (t1 - t0) / 1000000 )) $(tail -1 "$B/rss")"$'\n'
 }
+median() { sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p"; }
+for r in $(seq "$ROUNDS"); do
+  one tar-x "tar -C $B/out/tx$r -xf $B/tree.tar" "mkdir $B/out/tx$r"
+  # strata import is durable (flushed before it is recorded); this is tar with the same promise.
+  one tar-x-sync "tar -C $B/out/ty$r -xf $B/tree.tar && sync -f $B/out/ty$r" "mkdir $B/out/ty$r"
+  one import "strata --root $R/import$r import $B/tree.tar bench:1"
+  one tar-c "tar -C $TREE -cf $B/out/c$r.tar ."
+  one save "strata --root $R/import1 save bench:1 -o $B/out/s$r.tar"
+  one export "strata --root $R/import1 export bench:1 -o $B/out/e$r.tar"
+  one skopeo "skopeo copy -q docker-archive:$B/out/s1.tar oci:$B/out/sk$r:bench"
+done
+times() { printf '%s' "${SAMPLES[$1]}" | awk 'NF {print $1}'; }
+# The median sample of a step (by time): "ms rss_kb".
+pick() { printf '%s' "${SAMPLES[$1]}" | awk 'NF' | sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p"; }
+# Median over rounds of reference ms / strata ms.
+ratio() { paste <(times "$1") <(times "$2") | awk '{printf "%.2f\n", $1 / $2}' | median; }
 
-row() { # name ms rss
-  printf '| %s | %d | %.0f | %d |\n' "$1" "$2" "$(echo "scale=1; $SIZE / 1000000 / ($2 / 1000)" | bc)" "$(( $3 / 1024 ))"
+row() { # name "ms rss"
+  local ms rss
+  read -r ms rss <<< "$2"
+  printf '| %s | %d | %.0f | %d |\n' "$1" "$ms" "$(echo "scale=1; $SIZE / 1000000 / ($ms / 1000)" | bc)" "$(( rss / 1024 ))"
 }
 
 echo "| step | ms | MB/s | peak RSS MB |"
 echo "| --- | ---: | ---: | ---: |"
-read -r tx_ms tx_rss < <(PREP="mkdir $B/out/@R@" measure tar-x "tar -C $B/out/@R@ -xf $B/tree.tar")
-row "tar -x (reference for import)" "$tx_ms" "$tx_rss"
-read -r im_ms im_rss < <(measure import "strata --root $R/@R@ import $B/tree.tar bench:1")
-R=$R/import1 # a store the import made
-row "strata import" "$im_ms" "$im_rss"
-read -r tc_ms tc_rss < <(PREP="rm -f $B/out/c.tar" measure tar-c "tar -C $TREE -cf $B/out/c.tar .")
-row "tar -c (reference for save and export)" "$tc_ms" "$tc_rss"
-read -r sv_ms sv_rss < <(PREP="rm -f $B/out/s.tar" measure save "strata --root $R save bench:1 -o $B/out/s.tar")
-row "strata save (docker-archive)" "$sv_ms" "$sv_rss"
-read -r ex_ms ex_rss < <(PREP="rm -f $B/out/e.tar" measure export "strata --root $R export bench:1 -o $B/out/e.tar")
-row "strata export" "$ex_ms" "$ex_rss"
-strata --root "$R" save bench:1 -o "$B/out/s.tar"
-read -r sk_ms sk_rss < <(PREP="rm -rf $B/out/sk" measure skopeo "skopeo copy -q docker-archive:$B/out/s.tar oci:$B/out/sk:bench")
-row "skopeo copy docker-archive -> oci (peer)" "$sk_ms" "$sk_rss"
+row "tar -x (reference for import)" "$(pick tar-x)"
+row "tar -x, then sync -f (durable, as strata import is)" "$(pick tar-x-sync)"
+row "strata import" "$(pick import)"
+row "tar -c (reference for save and export)" "$(pick tar-c)"
+row "strata save (docker-archive)" "$(pick save)"
+row "strata export" "$(pick export)"
+row "skopeo copy docker-archive -> oci (peer)" "$(pick skopeo)"
 echo
-printf 'throughput vs tar: import %.2f, save %.2f, export %.2f (target >= 0.5)\n' \
-  "$(echo "scale=2; $tx_ms / $im_ms" | bc)" "$(echo "scale=2; $tc_ms / $sv_ms" | bc)" "$(echo "scale=2; $tc_ms / $ex_ms" | bc)"
+echo "throughput vs tar, median of $ROUNDS interleaved rounds: import $(ratio tar-x import), save $(ratio tar-c save), export $(ratio tar-c export) (target >= 0.5); import vs durable tar -x $(ratio tar-x-sync import)"
 rm -rf "$B/root" "$B/out"

@@ -102,6 +102,23 @@ t.test('import -> save -> load -> export keeps the tree; save of a loaded image 
   t.equal(sh(`stat -c %Y ${base}/e/etc/motd`).stdout, sh(`stat -c %Y ${base}/r/etc/motd`).stdout, 'times to the second');
 });
 
+t.test('save and export to a full disk fail, and leave no file behind', async (t) => {
+  const { base, s } = newStore(t);
+  rootfs(join(base, 'r'));
+  must(`tar -C ${base}/r -cf ${base}/r.tar .`);
+  ok(t, s('import', `${base}/r.tar`, 'app:v1'), 'import');
+  const full = join(base, 'full');
+  mkdirSync(full);
+  must(`mount -t tmpfs -o size=256k strata-test-full ${full}`);
+  t.teardown(() => void sh(`umount -l ${full}`));
+  for (const [verb, args] of [['save', ['save', 'app:v1']], ['export', ['export', 'app:v1']]] as const) {
+    const r = s(...args, '-o', `${full}/out.tar`);
+    t.not(r.code, 0, `${verb} exits non-zero`);
+    t.match(r.stderr, /ENOSPC|no space|takes no more data/i, `${verb} says why (${r.stderr.trim()})`);
+    t.same(must(`ls -A ${full}`), '', `${verb} leaves nothing in the directory`);
+  }
+});
+
 t.test('archives that lie are refused and the store stays as it was', async (t) => {
   const { base, s } = newStore(t);
   must(`mkdir -p ${base}/r/etc && echo x > ${base}/r/etc/f && tar -C ${base}/r -cf ${base}/r.tar .`);

@@ -281,13 +281,16 @@ export async function writeArchive(tar: Readable, output: string | undefined): P
     return;
   }
   const { renameSync, rmSync } = await import('node:fs');
-  const { syncFileSink } = await import('../sync-file.js');
+  const { fileSink } = await import('../file-sink.js');
   const tmp = `${output}.strata-tmp-${process.pid}`;
   try {
-    await pipeline(tar, syncFileSink(tmp));
+    await pipeline(tar, fileSink(tmp));
     renameSync(tmp, output);
   } catch (err) {
     rmSync(tmp, { force: true });
+    const e = err as NodeJS.ErrnoException;
+    // The file system's refusal (ENOSPC, EACCES, EROFS...) is the user's to fix, not a bug.
+    if (typeof e.code === 'string' && typeof e.errno === 'number') throw new UserError(`cannot write ${output}: ${e.message.replace(/,.*$/, '')}`);
     throw err;
   }
 }
