@@ -29,6 +29,7 @@ bench: link
 	bash bench/store.sh
 	bash bench/build.sh
 	bash bench/containers.sh
+	bash bench/docker-driver.sh
 
 clean:
 	rm -rf dist native-deps/sys/build

@@ -465,6 +465,43 @@ async function main(): Promise<void> {
         await check({ root: a.root, quick: a.quick });
       },
     )
+    .command('driver', "dockerd's storage driver: a GraphDriver plugin (dockerd 20.10, --experimental)", (y) =>
+      y
+        .command(
+          'serve',
+          'serve the GraphDriver plugin protocol on a unix socket (until SIGTERM)',
+          (z) =>
+            z
+              .option('socket', { type: 'string', default: '/run/docker/plugins/strata.sock', describe: 'the unix socket to listen on' })
+              .option('debug', { type: 'boolean', default: false, describe: 'log every call to stderr' }),
+          async (a) => {
+            const { serveDriver } = await import('./commands/driver.js');
+            await serveDriver({ root: a.root, socket: a.socket, debug: a.debug });
+          },
+        )
+        .command(
+          'install',
+          'write /etc/docker/plugins/NAME.spec, so that dockerd --storage-driver NAME finds the socket',
+          (z) =>
+            z
+              .option('name', { type: 'string', default: 'strata', describe: 'the storage driver name dockerd is given' })
+              .option('socket', { type: 'string', default: '/run/docker/plugins/strata.sock', describe: 'the socket `driver serve` listens on' }),
+          async (a) => {
+            const { installDriver } = await import('./commands/driver.js');
+            installDriver({ name: a.name, socket: a.socket });
+          },
+        )
+        .command(
+          'uninstall',
+          'remove /etc/docker/plugins/NAME.spec',
+          (z) => z.option('name', { type: 'string', default: 'strata', describe: 'the storage driver name' }),
+          async (a) => {
+            const { uninstallDriver } = await import('./commands/driver.js');
+            uninstallDriver({ name: a.name });
+          },
+        )
+        .demandCommand(1, 'give a driver command: serve, install or uninstall'),
+    )
     .demandCommand(1, 'give a command; see strata --help')
     .strict()
     .fail((msg, err) => {

@@ -5,39 +5,18 @@
  * history must have the same shape, and an image strata saves must load and run in Docker.
  */
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { extract } from 'tar-stream';
+import { archiveLayers, DOCKER, startDockerd } from './lib/docker.js';
 import { tempDir } from './lib/mounts.js';
-import { must, run, strata, ROOT, type Result } from './lib/run.js';
-
-const DOCKER = '/usr/bin/docker';
+import { must, run, strata, ROOT } from './lib/run.js';
 
 if (!existsSync(DOCKER) || run('which', ['dockerd']).code !== 0) {
   t.fail('docker.io is not installed (native-deps/apt.sh installs it)');
 } else {
   t.test('docker build and strata build agree', async (t) => {
     const base = tempDir(t, 'strata-docker-');
-    const sock = join(base, 'docker.sock');
-    const daemon: ChildProcess = spawn(
-      'dockerd',
-      ['--data-root', join(base, 'data'), '--exec-root', join(base, 'exec'), '-H', `unix://${sock}`, '--pidfile', join(base, 'docker.pid'), '--iptables=false', '--bridge=none'],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    let daemonLog = '';
-    daemon.stderr!.on('data', (c: Buffer) => (daemonLog += c.toString()));
-    t.teardown(async () => {
-      if (daemon.exitCode === null) {
-        daemon.kill('SIGTERM');
-        await new Promise((r) => daemon.once('exit', r));
-      }
-      // dockerd leaves mounts under its dirs after it stops (tempDir's teardown detaches them).
-    });
-    const docker = (...args: string[]): Result => run(DOCKER, ['-H', `unix://${sock}`, ...args], { env: { ...process.env, DOCKER_BUILDKIT: '0' } });
-    for (let i = 0; i < 100 && docker('info').code !== 0; i++) await new Promise((r) => setTimeout(r, 200));
-    t.equal(docker('info').code, 0, `dockerd is up (${daemonLog.slice(-300)})`);
+    const { docker } = await startDockerd(t, base);
 
     const root = join(base, 'store');
     const s = (...args: string[]) => strata(['--root', root, ...args]);
@@ -87,7 +66,7 @@ if (!existsSync(DOCKER) || run('which', ['dockerd']).code !== 0) {
     t.same(sh2.slice(1).map(norm), dh.slice(1).map(norm), 'history created_by, in order');
 
     // Layer by layer, the same entries.
-    must(`${DOCKER} -H unix://${sock} save oracle:1 -o ${base}/docker.tar`);
+    t.equal(docker('save', 'oracle:1', '-o', `${base}/docker.tar`).code, 0);
     t.equal(s('save', 'oracle:1', '-o', `${base}/strata.tar`).code, 0);
     const dLayers = await archiveLayers(readFileSync(`${base}/docker.tar`));
     const sLayers = await archiveLayers(readFileSync(`${base}/strata.tar`));
@@ -102,37 +81,4 @@ if (!existsSync(DOCKER) || run('which', ['dockerd']).code !== 0) {
     const who = docker('run', '--rm', '--network', 'none', 'oracle:1', 'sh', '-c', 'id -u; cat /home/user/level; ls /etc/issue 2>&1 || true');
     t.match(who.stdout, /^1000\nlevel=3\n.*No such file/s);
   });
-}
-
-/** Each layer of a docker-archive as sorted "type mode uid:gid size name -> link" lines. */
-async function archiveLayers(archive: Buffer): Promise<string[][]> {
-  const files = await tarFiles(archive);
-  const manifest = JSON.parse(files.get('manifest.json')!.toString()) as Array<{ Layers: string[] }>;
-  const out: string[][] = [];
-  for (const l of manifest[0]!.Layers) {
-    const entries: string[] = [];
-    const x = extract();
-    Readable.from([files.get(l)!]).pipe(x);
-    for await (const e of x) {
-      const h = e.header;
-      // Docker's headers carry the type bits in the mode too (Go's FileInfoHeader); tar-stream
-      // writes permission bits only. The type is compared on its own.
-      entries.push(`${h.type} ${((h.mode ?? 0) & 0o7777).toString(8)} ${h.uid}:${h.gid} ${h.size} ${h.name.replace(/\/$/, '')}${h.linkname ? ' -> ' + h.linkname : ''}`);
-      e.resume();
-    }
-    out.push(entries.sort());
-  }
-  return out;
-}
-
-async function tarFiles(archive: Buffer): Promise<Map<string, Buffer>> {
-  const files = new Map<string, Buffer>();
-  const x = extract();
-  Readable.from([archive]).pipe(x);
-  for await (const e of x) {
-    const chunks: Buffer[] = [];
-    for await (const c of e) chunks.push(c as Buffer);
-    files.set(e.header.name, Buffer.concat(chunks));
-  }
-  return files;
 }
