@@ -151,6 +151,21 @@ t.test('the GraphDriver protocol, call by call, bad input included', async (t) =
   t.match((await c('GraphDriver.Get', {})).json['Err'], /names no layer/);
   t.match((await c('GraphDriver.Get', 'not json{' as unknown)).json['Err'], /not a JSON object|not JSON/);
 
+  // dockerd's concurrency: layers applied and read back in parallel. A read-only layer's Diff is
+  // the very tar it was given (ReproducesExactDiffs).
+  const layerTars = await Promise.all([1, 2, 3, 4].map((i) => tarBytes([{ name: `dir${i}/`, type: 'directory' }, { name: `dir${i}/f`, body: `${i}`.repeat(1000 * i) }])));
+  const ids = [1, 2, 3, 4].map((i) => `${i}`.repeat(64));
+  for (const id of ids) t.equal((await c('GraphDriver.Create', { ID: id, Parent: A })).status, 200);
+  const appliedAll = await Promise.all(ids.map((id, i) => c(`GraphDriver.ApplyDiff?id=${id}&parent=${A}`, layerTars[i])));
+  t.ok(appliedAll.every((r) => r.status === 200), 'parallel ApplyDiffs');
+  const diffs = await Promise.all(ids.map((id) => c('GraphDriver.Diff', { ID: id, Parent: A })));
+  t.ok(diffs.every((d, i) => d.body.equals(layerTars[i]!)), 'parallel Diffs give back each layer\'s exact tar');
+  for (const id of ids) t.equal((await c('GraphDriver.Remove', { ID: id })).status, 200);
+
+  const second = run(process.execPath, [CLI, '--root', join(base, 'other'), 'driver', 'serve', '--socket', srv.socket], { timeout: 20_000 });
+  t.equal(second.code, 1);
+  t.match(second.stderr, /served by another process/, 'a second server on a live socket is refused');
+
   for (const id of ['c'.repeat(64), B, `${B}-init`, A]) t.equal((await c('GraphDriver.Remove', { ID: id })).status, 200, `Remove ${id.slice(0, 8)}`);
   t.equal((await c('GraphDriver.Remove', { ID: A })).status, 200, 'removing a layer already gone succeeds');
   await srv.stop();
@@ -261,7 +276,7 @@ if (!existsSync(DOCKER) || run('which', ['dockerd']).code !== 0) {
     let srv = await startServer(t, join(base, 'plugin'));
     const name = installPlugin(t, srv.socket);
     dockerContext(base);
-    const d = await startDockerd(t, base, ['--experimental', '--storage-driver', name]);
+    let d = await startDockerd(t, base, ['--experimental', '--storage-driver', name]);
     t.equal(d.docker('import', `${base}/busybox.tar`, 'busybox:latest').code, 0);
     const started = d.docker('run', '-d', '--name', 'sleeper', '--network', 'none', 'busybox', 'sh', '-c', 'echo hi > /tmp/hi && sleep 120');
     t.equal(started.code, 0, started.stderr);
@@ -287,7 +302,16 @@ if (!existsSync(DOCKER) || run('which', ['dockerd']).code !== 0) {
     t.equal(diff.code, 0, diff.stderr);
     t.match(diff.stdout, /A \/tmp\/hi/, 'the restarted server answers for the running container');
     t.equal(d.docker('exec', 'sleeper', 'cat', '/tmp/hi').stdout, 'hi\n', "the container's mount lived on");
-    const rm = d.docker('rm', '-f', 'sleeper');
+    // dockerd restarted with containers present: it kills the running one on the way down, and
+    // the next dockerd's Init releases whatever Gets the last one left.
+    t.equal(d.docker('create', '--name', 'kept', '--network', 'none', 'busybox', 'sh', '-c', 'echo kept >> /kept; cat /kept').code, 0);
+    t.equal(d.docker('start', '-a', 'kept').stdout, 'kept\n');
+    await d.stop();
+    t.same(mountsUnder(srv.root), [], 'no mount once dockerd is down');
+    d = await startDockerd(t, base, ['--experimental', '--storage-driver', name]);
+    t.equal(d.docker('start', '-a', 'kept').stdout, 'kept\nkept\n', 'a container keeps its changes across a dockerd restart');
+    t.equal(d.docker('start', 'sleeper').code, 0, 'and the one that was running starts again');
+    const rm = d.docker('rm', '-f', 'sleeper', 'kept');
     t.equal(rm.code, 0, rm.stderr);
     t.equal(d.docker('rmi', 'busybox:latest').code, 0);
     await d.stop();

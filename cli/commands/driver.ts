@@ -4,6 +4,7 @@
  */
 import { renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { keepDriverReady } from '../../driver/launch.js';
 import { GraphDriver } from '../../driver/plugin/graph-driver.js';
 import { servePlugin } from '../../driver/plugin/server.js';
 import { LayerStore } from '../../driver/store/store.js';
@@ -33,6 +34,9 @@ export async function serveDriver(a: { root: string | undefined; socket: string;
     await store.close();
     throw new UserError(`cannot serve on ${socket}: ${(err as Error).message}`);
   }
+  // A container start is two Gets (its init layer, then its own) in quick succession: with two
+  // drivers started ahead, neither waits for a process start.
+  keepDriverReady(2);
   process.stderr.write(`strata driver: serving GraphDriver on ${socket}, layers in ${root}\n`);
   await new Promise<void>((done) => {
     const stop = () => {
