@@ -17,7 +17,7 @@ import { decompressed } from '../driver/store/compression.js';
 import { cleanName } from '../driver/store/apply.js';
 import { resolveInRoot } from './fs/in-root.js';
 import { mkdirInRoot, type Ownership } from './copy.js';
-import { getUrl } from '../net/http-get.js';
+import { getUrl } from '../net/http.js';
 
 export class AddError extends Error {}
 

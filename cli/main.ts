@@ -465,6 +465,57 @@ async function main(): Promise<void> {
         await check({ root: a.root, quick: a.quick });
       },
     )
+    .command(
+      'pull <reference> [name]',
+      'pull an image from a registry (REGISTRY/REPO[:TAG|@sha256:...]), optionally naming it NAME[:TAG]',
+      (y) =>
+        y
+          .positional('reference', { type: 'string', demandOption: true })
+          .positional('name', { type: 'string', describe: 'the local name (default: the reference)' })
+          .option('insecure', { type: 'boolean', default: false, describe: 'plain HTTP (always allowed for a loopback registry)' })
+          .option('platform', { type: 'string', describe: 'OS/ARCH[/VARIANT] to pick from a multi-platform image (default linux/amd64)' }),
+      async (a) => {
+        const { pullImage } = await import('./commands/registry.js');
+        await pullImage({ root: a.root, reference: a.reference, name: a.name, insecure: a.insecure, platform: a.platform });
+      },
+    )
+    .command(
+      'push <image> [destination]',
+      'push an image to a registry, as REGISTRY/REPO[:TAG] (default: the image name itself)',
+      (y) =>
+        y
+          .positional('image', { type: 'string', demandOption: true })
+          .positional('destination', { type: 'string' })
+          .option('insecure', { type: 'boolean', default: false, describe: 'plain HTTP (always allowed for a loopback registry)' })
+          .option('compress', { type: 'string', default: 'gzip', choices: ['gzip', 'none'], describe: 'how layers are sent' }),
+      async (a) => {
+        const { pushImage } = await import('./commands/registry.js');
+        await pushImage({ root: a.root, image: a.image, destination: a.destination, insecure: a.insecure, compress: a.compress });
+      },
+    )
+    .command(
+      'login <registry>',
+      'check and save credentials for a registry (in a file only root reads)',
+      (y) =>
+        y
+          .positional('registry', { type: 'string', demandOption: true })
+          .option('username', { alias: 'u', type: 'string', describe: 'the user name' })
+          .option('password-stdin', { type: 'boolean', default: false, describe: 'read the password from stdin' })
+          .option('insecure', { type: 'boolean', default: false, describe: 'plain HTTP (always allowed for a loopback registry)' }),
+      async (a) => {
+        const { login } = await import('./commands/registry.js');
+        await login({ registry: a.registry, username: a.username, passwordStdin: a.passwordStdin, insecure: a.insecure });
+      },
+    )
+    .command(
+      'logout <registry>',
+      'forget the credentials saved for a registry',
+      (y) => y.positional('registry', { type: 'string', demandOption: true }),
+      async (a) => {
+        const { logout } = await import('./commands/registry.js');
+        logout({ registry: a.registry });
+      },
+    )
     .command('driver', "dockerd's storage driver: a GraphDriver plugin (dockerd 20.10, --experimental)", (y) =>
       y
         .command(

@@ -9,10 +9,12 @@
 #   busybox-static                     a tiny real rootfs for the demo and tests
 #   util-linux (setpriv)               run test commands as another user
 #   runc                               the OCI runtime Docker uses: RUN steps of strata build
+#   docker-registry (Distribution 2.8) a registry for the push and pull tests (started by them)
+#   apache2-utils (htpasswd)           its password file, for the tests with authentication
 #   docker.io (20.10)                  the oracle for strata build in tests (started privately by
 #                                      them; the package's own service is never started)
 set -euo pipefail
-PKGS=(libfuse2 libfuse-dev libfuse3-dev fuse3 pkg-config fuse-overlayfs attr acl libcap2-bin fio openssl bc busybox-static util-linux psmisc bzip2 xz-utils zstd skopeo umoci runc docker.io)
+PKGS=(libfuse2 libfuse-dev libfuse3-dev fuse3 pkg-config fuse-overlayfs attr acl libcap2-bin fio openssl bc busybox-static util-linux psmisc bzip2 xz-utils zstd skopeo umoci runc docker.io docker-registry apache2-utils)
 missing=()
 for p in "${PKGS[@]}"; do
   st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

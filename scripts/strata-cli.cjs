@@ -7,7 +7,7 @@
  * The first line starts Node without NODE_EXTRA_CA_CERTS: with it, Node parses all its root
  * certificates and the file's at every start (~85 ms on the benchmark machine, which sets it),
  * and strata starts Node for each command and each mount. The value is passed on as
- * STRATA_EXTRA_CA_CERTS, which net/http-get.ts trusts when a download needs it.
+ * STRATA_EXTRA_CA_CERTS, which net/http.ts trusts when a download needs it.
  */
 'use strict';
 const fs = require('node:fs');

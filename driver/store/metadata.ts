@@ -115,6 +115,16 @@ export interface SourceDescriptionRecord {
   count: number;
 }
 
+/** A registry blob that holds a layer's tar (compressed or not), and the repositories it is in. */
+export interface DistributionRecord {
+  diffId: string;
+  digest: string;
+  size: number;
+  mediaType: string;
+  /** `registry/repository` names the blob was pulled from or pushed to. */
+  repositories: string[];
+}
+
 export class Metadata {
   readonly layers;
   readonly images;
@@ -124,6 +134,7 @@ export class Metadata {
   readonly fileDigests;
   readonly sourceDescriptions;
   readonly containers;
+  readonly distribution;
 
   private constructor(readonly db: Level<string, unknown>) {
     this.layers = db.sublevel<string, LayerRecord>('layers', { valueEncoding: 'json' });
@@ -136,6 +147,8 @@ export class Metadata {
     // COPY and ADD sources' descriptions, by what they name (see builder/file-digests.ts).
     this.sourceDescriptions = db.sublevel<string, SourceDescriptionRecord>('sourcedescs', { valueEncoding: 'json' });
     this.containers = db.sublevel<string, ContainerRecord>('containers', { valueEncoding: 'json' });
+    // Registry blobs known to hold a layer, by `<DiffID> <blob digest>` (see registry/blobs.ts).
+    this.distribution = db.sublevel<string, DistributionRecord>('distribution', { valueEncoding: 'json' });
   }
 
   /**
