@@ -10,7 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { chainIds, hexOf, isDigest, sha256, type Digest } from '../driver/store/digest.js';
 import { goArch, Images, parseTag, type ImageConfig } from '../driver/store/images.js';
@@ -52,7 +52,8 @@ interface Manifest {
 const ACCEPT = [MEDIA.ociIndex, MEDIA.dockerList, MEDIA.ociManifest, MEDIA.dockerManifest].join(', ');
 /** Manifests and configs are small; anything bigger is not one. */
 const MAX_DOCUMENT = 4 << 20;
-const PARALLEL_DOWNLOADS = 3;
+/** Layers downloaded ahead of the one being applied. */
+const PREFETCH = 2;
 
 export interface PullOptions {
   insecure: boolean;
@@ -108,58 +109,44 @@ async function resolveManifest(client: RegistryClient, reference: string, platfo
   return fetchManifest(client, checkDescriptor(match, 'platform entry').digest);
 }
 
-/** Download a blob into `path`, checking its size and digest as it streams. */
-export async function downloadBlob(client: RegistryClient, blob: Descriptor, path: string, onBytes: (n: number) => void): Promise<void> {
+/**
+ * A blob's content as a stream that fails (with a RegistryError) unless exactly `blob.size`
+ * bytes with `blob.digest` arrive: whoever consumes it sees the error before its end.
+ */
+export async function openBlob(client: RegistryClient, blob: Descriptor, onBytes: (n: number) => void): Promise<Readable> {
+  const short = blob.digest.slice(7, 19);
   const res = await client.call('GET', `/v2/${client.repository}/blobs/${blob.digest}`, { follow: true });
-  if (res.statusCode !== 200) throw await client.failure(res, `blob ${blob.digest.slice(7, 19)}`);
+  if (res.statusCode !== 200) throw await client.failure(res, `blob ${short}`);
   const hash = createHash('sha256');
   let size = 0;
   const check = new Transform({
+    highWaterMark: 1 << 20,
     transform(chunk: Buffer, _enc, done) {
       size += chunk.length;
-      if (size > blob.size) return done(new RegistryError(`blob ${blob.digest.slice(7, 19)}: more than the ${blob.size} bytes the manifest gives`));
+      if (size > blob.size) return done(new RegistryError(`blob ${short}: more than the ${blob.size} bytes the manifest gives`));
       hash.update(chunk);
       onBytes(chunk.length);
       done(null, chunk);
     },
     flush(done) {
-      if (size !== blob.size) return done(new RegistryError(`blob ${blob.digest.slice(7, 19)}: ${size} bytes, the manifest gives ${blob.size} (connection cut?)`));
+      if (size !== blob.size) return done(new RegistryError(`blob ${short}: the connection closed after ${size} of ${blob.size} bytes`));
       const got = `sha256:${hash.digest('hex')}`;
-      if (got !== blob.digest) return done(new RegistryError(`blob ${blob.digest.slice(7, 19)}: its content has digest ${got}, not ${blob.digest}`));
+      if (got !== blob.digest) return done(new RegistryError(`blob ${short}: its content has digest ${got}, not ${blob.digest}`));
       done();
     },
   });
-  try {
-    await pipeline(res, check, createWriteStream(path, { mode: 0o600 }));
-  } catch (err) {
-    if (err instanceof RegistryError) throw err;
+  res.on('error', (err: NodeJS.ErrnoException) => {
     // The response ending early surfaces as 'aborted' (or a reset): say what arrived.
-    const cut = (err as Error).message === 'aborted' || (err as NodeJS.ErrnoException).code === 'ECONNRESET';
-    if (cut) throw new RegistryError(`blob ${blob.digest.slice(7, 19)}: the connection closed after ${size} of ${blob.size} bytes`);
-    throw new RegistryError(`blob ${blob.digest.slice(7, 19)}: ${(err as Error).message}`);
-  }
+    const cut = err.message === 'aborted' || err.code === 'ECONNRESET';
+    check.destroy(new RegistryError(cut ? `blob ${short}: the connection closed after ${size} of ${blob.size} bytes` : `blob ${short}: ${err.message}`));
+  });
+  res.pipe(check);
+  return check;
 }
 
-/** Run `jobs` with at most `limit` at a time; each result as its own promise, in order. */
-function limited<T>(jobs: Array<() => Promise<T>>, limit: number): Array<Promise<T>> {
-  let running = 0;
-  const queue: Array<() => void> = [];
-  return jobs.map(
-    (job) =>
-      new Promise<T>((resolve, reject) => {
-        const start = () => {
-          running++;
-          job()
-            .then(resolve, reject)
-            .finally(() => {
-              running--;
-              queue.shift()?.();
-            });
-        };
-        if (running < limit) start();
-        else queue.push(start);
-      }),
-  );
+/** Download a blob into `path`, checked as it streams. */
+async function downloadBlob(client: RegistryClient, blob: Descriptor, path: string, onBytes: (n: number) => void): Promise<void> {
+  await pipeline(await openBlob(client, blob, onBytes), createWriteStream(path, { mode: 0o600 }));
 }
 
 export async function pull(store: LayerStore, ref: Reference, client: RegistryClient, opts: PullOptions): Promise<ImageRecord> {
@@ -191,36 +178,57 @@ export async function pull(store: LayerStore, ref: Reference, client: RegistryCl
   const created: string[] = [];
   const repository = `${client.registry}/${client.repository}`;
   try {
-    const downloads = limited(
-      layers.map((blob, i) => async () => {
-        if (present[i]) return;
-        const short = blob.digest.slice(7, 19);
-        let got = 0;
-        let told = Date.now();
-        await downloadBlob(client, blob, join(staging, hexOf(blob.digest as Digest)), (n) => {
-          got += n;
-          if (Date.now() - told > 5000) {
-            told = Date.now();
-            opts.log(`${short}: downloading ${Math.floor((got / Math.max(1, blob.size)) * 100)}% of ${blob.size} bytes`);
-          }
-        });
-        opts.log(`${short}: download complete`);
-      }),
-      PARALLEL_DOWNLOADS,
-    );
-    // A failed download is reported when its turn comes; none is left unobserved meanwhile.
-    for (const d of downloads) d.catch(() => undefined);
+    const progress = (blob: Descriptor) => {
+      let got = 0;
+      let told = Date.now();
+      return (n: number) => {
+        got += n;
+        if (Date.now() - told > 5000) {
+          told = Date.now();
+          opts.log(`${blob.digest.slice(7, 19)}: downloading ${Math.floor((got / Math.max(1, blob.size)) * 100)}% of ${blob.size} bytes`);
+        }
+      };
+    };
+    const fileOf = (blob: Descriptor) => join(staging, hexOf(blob.digest as Digest));
+    // The layer whose turn it is streams straight into the store; up to PREFETCH missing layers
+    // after it download into staging meanwhile, and are applied from there in their turn.
+    const ahead = new Map<number, Promise<void>>();
+    const prefetch = (from: number) => {
+      let queued = [...ahead.keys()].filter((k) => k >= from).length;
+      for (let j = from; j < layers.length && queued < PREFETCH; j++) {
+        if (present[j] || ahead.has(j)) continue;
+        const blob = layers[j]!;
+        const job = downloadBlob(client, blob, fileOf(blob), progress(blob)).then(() => opts.log(`${blob.digest.slice(7, 19)}: download complete`));
+        // Reported when its turn comes; never left unobserved meanwhile.
+        job.catch(() => undefined);
+        ahead.set(j, job);
+        queued++;
+      }
+    };
     let parent: string | null = null;
     for (let i = 0; i < layers.length; i++) {
       const blob = layers[i]!;
       const short = blob.digest.slice(7, 19);
-      await downloads[i];
       if (present[i]) {
         opts.log(`${short}: already exists`);
       } else {
-        const path = join(staging, hexOf(blob.digest as Digest));
-        const rec = await store.importLayer(createReadStream(path, { highWaterMark: 1 << 20 }), parent, created);
-        rmSync(path, { force: true });
+        const fetched = ahead.get(i);
+        let source: Readable;
+        if (fetched !== undefined) {
+          prefetch(i + 1);
+          await fetched;
+          source = createReadStream(fileOf(blob), { highWaterMark: 1 << 20 });
+        } else {
+          source = await openBlob(client, blob, progress(blob));
+          prefetch(i + 1);
+        }
+        // A blob that fails its check makes the unpacking fail too; its own error says why.
+        let blobError: unknown;
+        source.once('error', (err) => (blobError = err));
+        const rec = await store.importLayer(source, parent, created).catch((err: unknown) => {
+          throw blobError instanceof RegistryError ? blobError : err;
+        });
+        rmSync(fileOf(blob), { force: true });
         if (rec.diffId !== diffIds[i]) throw new RegistryError(`layer ${i + 1} (${short}) has DiffID ${rec.diffId}, the config says ${diffIds[i]}`);
         opts.log(`${short}: pull complete`);
       }

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
+import { parallelGzip } from './parallel-gzip.js';
 import type { Digest } from '../driver/store/digest.js';
 import type { ImageConfig } from '../driver/store/images.js';
 import type { ImageRecord } from '../driver/store/metadata.js';
@@ -100,7 +100,7 @@ async function uploadLayer(client: RegistryClient, tar: Readable, gzip: boolean,
     },
   });
   const body = new PassThrough({ highWaterMark: 1 << 20 });
-  const produced = gzip ? pipeline(tar, createGzip({ level: 6 }), count, body) : pipeline(tar, count, body);
+  const produced = gzip ? pipeline(tar, parallelGzip(), count, body) : pipeline(tar, count, body);
   produced.catch(() => undefined);
   const res = await client.call('PATCH', at, { scopes: [client.pushScope()], headers: { 'content-type': 'application/octet-stream' }, body });
   await produced;
