@@ -27,6 +27,7 @@ demo: link
 bench: link
 	bash bench/run.sh
 	bash bench/store.sh
+	bash bench/registry.sh
 	bash bench/build.sh
 	bash bench/containers.sh
 	bash bench/docker-driver.sh

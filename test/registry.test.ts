@@ -178,3 +178,30 @@ t.test('blobs spoiled on the way: a wrong digest, a connection cut halfway; noth
     ok(t, b.s('pull', `${reg}/team/app:1`), `${how}: a clean pull afterwards`);
   }
 });
+
+t.test('a pull killed halfway: no image, nothing half-applied, the store consistent, a pull afterwards works', async (t) => {
+  const base = tempDir(t);
+  const e = env(base);
+  const reg = await startRegistry(t, base);
+  const a = withImage(t, base, e);
+  ok(t, a.s('push', '--compress', 'none', 'app:1', `${reg}/team/app:1`), 'push');
+  const mf = (await (await fetch(`http://${reg}/v2/team/app/manifests/1`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } })).json()) as { layers: Array<{ digest: string }> };
+  const proxy = await startSpoilingProxy(t, reg, mf.layers[1]!.digest, 'stall');
+  const b = store(base, 'b', e);
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [join(ROOT, 'dist/bundle/strata.cjs'), '--root', b.root, 'pull', `${proxy}/team/app:1`], { env: e, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  for (let i = 0; i < 100 && !/pull complete/.test(err); i++) await new Promise((r) => setTimeout(r, 100));
+  t.match(err, /pull complete/, 'the first layer is in, the second stalls');
+  await new Promise((r) => setTimeout(r, 300));
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+  t.equal(b.s('images', '-q').stdout, '', 'no image');
+  const check = b.s('check');
+  t.equal(check.code, 0, `strata check passes (${check.stdout}${check.stderr})`);
+  t.same(readdirSync(join(b.root, 'tmp')), [], 'the killed pull\'s staging is gone at the next open');
+  ok(t, b.s('pull', `${reg}/team/app:1`), 'the pull, again');
+  t.same(diffIds(b, `${reg}/team/app:1`), diffIds(a, 'app:1'));
+});

@@ -2,7 +2,7 @@
  * Docker Distribution (Debian docker-registry) for tests: on 127.0.0.1 on a free port, storage
  * and config in the test's temp dir, optionally with htpasswd (Basic) authentication; stopped in
  * teardown. And a proxy in a process of its own (the CLI runs synchronously, blocking this one)
- * that spoils one blob: corrupts a byte, or cuts the connection halfway.
+ * that spoils one blob: corrupts a byte, cuts the connection halfway, or stalls halfway.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -63,9 +63,10 @@ export async function startRegistry(t: Teardown, dir: string, users?: Record<str
 
 /**
  * A proxy to `upstream` that spoils the blob `digest`: 'corrupt' flips one byte of it, 'cut'
- * sends half of it and drops the connection. Everything else passes through. Its host:port.
+ * sends half of it and drops the connection, 'stall' sends half and nothing more. Everything
+ * else passes through. Its host:port.
  */
-export async function startSpoilingProxy(t: Teardown, upstream: string, digest: string, how: 'corrupt' | 'cut'): Promise<string> {
+export async function startSpoilingProxy(t: Teardown, upstream: string, digest: string, how: 'corrupt' | 'cut' | 'stall'): Promise<string> {
   const port = await freePort();
   const script = `
     const http = require('node:http');
@@ -80,7 +81,8 @@ export async function startSpoilingProxy(t: Teardown, upstream: string, digest: 
           const body = Buffer.concat(chunks);
           res.writeHead(200, r.headers);
           if (how === 'corrupt') { body[body.length >> 1] ^= 0xff; res.end(body); }
-          else { res.write(body.subarray(0, body.length >> 1)); setTimeout(() => res.socket.destroy(), 50); }
+          else if (how === 'cut') { res.write(body.subarray(0, body.length >> 1)); setTimeout(() => res.socket.destroy(), 50); }
+          else res.write(body.subarray(0, body.length >> 1));
         });
       });
       req.pipe(p);
