@@ -14,14 +14,25 @@ const BUFFERED = 8 << 20;
 export function fileSink(path: string, mode = 0o644): Writable {
   const fd = openSync(path, 'w', mode);
   let closed = false;
+  let destroyed = false;
+  /** The writev on the threadpool, if one runs: the descriptor must outlive it. */
+  let writing: Promise<void> | null = null;
   const close = () => {
-    if (!closed) closeSync(fd);
+    if (closed) return;
+    // Marked first: a close that fails must not be tried again on a number reused since.
     closed = true;
+    closeSync(fd);
   };
   return new Writable({
     highWaterMark: BUFFERED,
     writev(chunks, done) {
-      writeAll(fd, chunks.map((c) => c.chunk as Buffer), done);
+      writing = new Promise((settled) =>
+        writeAll(fd, chunks.map((c) => c.chunk as Buffer), () => destroyed, (err) => {
+          writing = null;
+          settled();
+          done(err);
+        }),
+      );
     },
     final(done) {
       try {
@@ -32,25 +43,32 @@ export function fileSink(path: string, mode = 0o644): Writable {
       }
     },
     destroy(err, done) {
-      try {
-        close();
-      } catch {
-        // already failing
-      }
-      done(err);
+      destroyed = true;
+      const finish = () => {
+        try {
+          close();
+        } catch {
+          // already failing
+        }
+        done(err);
+      };
+      if (writing === null) finish();
+      else void writing.then(finish);
     },
   });
 }
 
 /**
  * libuv loops over partial writes and IOV_MAX, but a failure after some bytes (ENOSPC) comes back
- * as a short count, not an error: the rest is written again, which reports the error.
+ * as a short count, not an error: the rest is written again, which reports the error. A stream
+ * destroyed meanwhile writes no more.
  */
-function writeAll(fd: number, bufs: Buffer[], done: (err?: Error | null) => void): void {
+function writeAll(fd: number, bufs: Buffer[], stopped: () => boolean, done: (err?: Error | null) => void): void {
   const total = bufs.reduce((n, b) => n + b.length, 0);
   writev(fd, bufs, (err, written) => {
     if (err !== null || written === total) return done(err);
     if (written === 0) return done(new Error('the file takes no more data'));
+    if (stopped()) return done(new Error('the archive was abandoned'));
     let skip = written;
     const rest: Buffer[] = [];
     for (const b of bufs) {
@@ -60,6 +78,6 @@ function writeAll(fd: number, bufs: Buffer[], done: (err?: Error | null) => void
         skip = 0;
       }
     }
-    writeAll(fd, rest, done);
+    writeAll(fd, rest, stopped, done);
   });
 }

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 
 export class HttpError extends Error {}
@@ -61,10 +61,9 @@ export function request(url: URL, opts: RequestOptions = {}): Promise<IncomingMe
     const body = opts.body;
     if (body === undefined) req.end();
     else if (Buffer.isBuffer(body)) req.end(body);
-    else {
-      body.on('error', (err) => req.destroy(err));
-      body.pipe(req);
-    }
+    // A server may answer (and close) before the body is all sent: the body is destroyed then,
+    // so that whatever produces it stops instead of waiting for a reader that is gone.
+    else pipeline(body, req, (err) => err && req.destroy(err));
   });
 }
 

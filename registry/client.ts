@@ -6,6 +6,7 @@
  * Plain HTTP only with --insecure or for a loopback registry, as Docker allows.
  */
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { readBody, request } from '../net/http.js';
 import type { Credentials } from './credentials.js';
@@ -48,7 +49,8 @@ export interface CallOptions {
 
 export class RegistryClient {
   private challenge: Challenge | null | undefined;
-  private readonly authorizations = new Map<string, string>();
+  /** Authorization headers by scope, each until it expires (Bearer tokens do; Basic does not). */
+  private readonly authorizations = new Map<string, { header: string; until: number }>();
 
   constructor(
     readonly registry: string,
@@ -58,7 +60,7 @@ export class RegistryClient {
 
   get scheme(): 'http' | 'https' {
     const host = this.registry.replace(/:\d+$/, '');
-    return this.opts.insecure || host === 'localhost' || /^127\./.test(host) || host === '[::1]' ? 'http' : 'https';
+    return this.opts.insecure || host === 'localhost' || (isIP(host) === 4 && host.startsWith('127.')) || host === '[::1]' ? 'http' : 'https';
   }
 
   url(path: string): URL {
@@ -96,22 +98,27 @@ export class RegistryClient {
   private async authorization(scopes: string[], fresh = false): Promise<string> {
     const key = scopes.join(' ');
     const known = this.authorizations.get(key);
-    if (known !== undefined && !fresh) return known;
+    if (known !== undefined && !fresh && Date.now() < known.until) return known.header;
     const c = await this.ping();
     const creds = this.opts.credentials;
     const basic = creds === undefined ? undefined : 'Basic ' + Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
     let header = '';
+    let until = Infinity;
     if (c?.scheme === 'basic') {
       if (basic === undefined) throw new RegistryError(`${this.registry} requires a login: strata login ${this.registry}`, 401);
       header = basic;
     } else if (c?.scheme === 'bearer') {
-      header = 'Bearer ' + (await this.token(c, scopes, basic));
+      const t = await this.token(c, scopes, basic);
+      header = 'Bearer ' + t.token;
+      // Renewed 10 s early: a request must not start with a token that lapses while it streams.
+      until = Date.now() + Math.max(0, t.expiresIn - 10) * 1000;
     }
-    this.authorizations.set(key, header);
+    this.authorizations.set(key, { header, until });
     return header;
   }
 
-  private async token(c: Challenge, scopes: string[], basic: string | undefined): Promise<string> {
+  /** A token from the challenge's realm, and its lifetime in seconds (60 when not given, as the spec says). */
+  private async token(c: Challenge, scopes: string[], basic: string | undefined): Promise<{ token: string; expiresIn: number }> {
     const realm = c.params['realm'];
     if (realm === undefined) throw new RegistryError(`${this.registry}'s Bearer challenge names no realm`);
     const url = new URL(realm);
@@ -129,14 +136,16 @@ export class RegistryClient {
     }
     if (res.statusCode !== 200) throw new RegistryError(`the token service ${url.host} answered ${res.statusCode}`, res.statusCode);
     let token: unknown;
+    let expiresIn: unknown;
     try {
-      const json = JSON.parse(body.toString('utf8')) as { token?: unknown; access_token?: unknown };
+      const json = JSON.parse(body.toString('utf8')) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
       token = json.token ?? json.access_token;
+      expiresIn = json.expires_in;
     } catch {
       token = undefined;
     }
     if (typeof token !== 'string' || token === '') throw new RegistryError(`the token service ${url.host} gave no token`);
-    return token;
+    return { token, expiresIn: typeof expiresIn === 'number' && expiresIn > 0 ? expiresIn : 60 };
   }
 
   /** Check that the credentials (or none) give access to /v2/ (what `strata login` verifies). */
@@ -155,36 +164,33 @@ export class RegistryClient {
    */
   async call(method: string, path: string | URL, opts: CallOptions = {}): Promise<IncomingMessage> {
     const scopes = opts.scopes ?? [this.pullScope()];
-    let url = typeof path === 'string' ? this.url(path) : path;
+    const start = typeof path === 'string' ? this.url(path) : path;
+    const registry = this.url('/').origin;
     for (let attempt = 0; ; attempt++) {
       const auth = await this.authorization(scopes, attempt > 0);
+      let url = start;
       let res: IncomingMessage;
-      let hops = 0;
-      let sendAuth = true;
-      for (;;) {
-        const headers: OutgoingHttpHeaders = { ...opts.headers, ...(auth !== '' && sendAuth ? { authorization: auth } : {}) };
+      for (let hops = 0; ; hops++) {
+        // Credentials go to the registry only: never to the storage it redirects to, nor to
+        // itself over another scheme.
+        const headers: OutgoingHttpHeaders = { ...opts.headers, ...(auth !== '' && url.origin === registry ? { authorization: auth } : {}) };
         try {
           res = await request(url, { method, headers, ...(opts.body !== undefined ? { body: opts.body } : {}) });
         } catch (err) {
           throw new RegistryError(`${this.registry}: ${method} ${url.pathname}: ${(err as Error).message}`);
         }
         const location = res.headers.location;
-        if (!opts.follow || res.statusCode === undefined || res.statusCode < 300 || res.statusCode >= 400 || location === undefined || hops++ >= MAX_REDIRECTS) break;
+        const status = res.statusCode ?? 0;
+        if (!opts.follow || status < 300 || status >= 400 || location === undefined || hops >= MAX_REDIRECTS) break;
         res.resume();
-        const next = new URL(location, url);
-        // Credentials are for the registry, never for the storage it redirects to.
-        if (next.host !== url.host) sendAuth = false;
-        url = next;
+        url = new URL(location, url);
       }
-      if (res.statusCode === 401 && attempt === 0 && !(opts.body !== undefined && !Buffer.isBuffer(opts.body))) {
-        res.resume();
-        continue;
-      }
-      if (res.statusCode === 401) {
-        res.resume();
-        throw new RegistryError(`${this.registry} requires a login for ${this.repository}: strata login ${this.registry}`, 401);
-      }
-      return res;
+      if (res.statusCode !== 401) return res;
+      res.resume();
+      if (url.origin !== registry) throw new RegistryError(`${url.host}, where ${this.registry} sent ${method} ${start.pathname}, refused it (401)`, 401);
+      // A token that lapsed: one fresh one, if the body can be sent again.
+      if (attempt === 0 && !(opts.body !== undefined && !Buffer.isBuffer(opts.body))) continue;
+      throw new RegistryError(`${this.registry} requires a login for ${this.repository}: strata login ${this.registry}`, 401);
     }
   }
 

@@ -189,7 +189,8 @@ export async function pull(store: LayerStore, ref: Reference, client: RegistryCl
         }
       };
     };
-    const fileOf = (blob: Descriptor) => join(staging, hexOf(blob.digest as Digest));
+    // By index: a manifest may list one blob twice (a repeated layer), each applied on its own.
+    const fileOf = (i: number) => join(staging, `layer-${i}`);
     // The layer whose turn it is streams straight into the store; up to PREFETCH missing layers
     // after it download into staging meanwhile, and are applied from there in their turn.
     const ahead = new Map<number, Promise<void>>();
@@ -198,7 +199,7 @@ export async function pull(store: LayerStore, ref: Reference, client: RegistryCl
       for (let j = from; j < layers.length && queued < PREFETCH; j++) {
         if (present[j] || ahead.has(j)) continue;
         const blob = layers[j]!;
-        const job = downloadBlob(client, blob, fileOf(blob), progress(blob)).then(() => opts.log(`${blob.digest.slice(7, 19)}: download complete`));
+        const job = downloadBlob(client, blob, fileOf(j), progress(blob)).then(() => opts.log(`${blob.digest.slice(7, 19)}: download complete`));
         // Reported when its turn comes; never left unobserved meanwhile.
         job.catch(() => undefined);
         ahead.set(j, job);
@@ -217,7 +218,7 @@ export async function pull(store: LayerStore, ref: Reference, client: RegistryCl
         if (fetched !== undefined) {
           prefetch(i + 1);
           await fetched;
-          source = createReadStream(fileOf(blob), { highWaterMark: 1 << 20 });
+          source = createReadStream(fileOf(i), { highWaterMark: 1 << 20 });
         } else {
           source = await openBlob(client, blob, progress(blob));
           prefetch(i + 1);
@@ -228,7 +229,7 @@ export async function pull(store: LayerStore, ref: Reference, client: RegistryCl
         const rec = await store.importLayer(source, parent, created).catch((err: unknown) => {
           throw blobError instanceof RegistryError ? blobError : err;
         });
-        rmSync(fileOf(blob), { force: true });
+        rmSync(fileOf(i), { force: true });
         if (rec.diffId !== diffIds[i]) throw new RegistryError(`layer ${i + 1} (${short}) has DiffID ${rec.diffId}, the config says ${diffIds[i]}`);
         opts.log(`${short}: pull complete`);
       }

@@ -103,8 +103,12 @@ async function uploadLayer(client: RegistryClient, tar: Readable, gzip: boolean,
   const produced = gzip ? pipeline(tar, parallelGzip(), count, body) : pipeline(tar, count, body);
   produced.catch(() => undefined);
   const res = await client.call('PATCH', at, { scopes: [client.pushScope()], headers: { 'content-type': 'application/octet-stream' }, body });
+  if (res.statusCode !== 202) {
+    // Refused before the end (413, an unknown upload, a lapsed token): stop making the layer.
+    body.destroy();
+    throw await client.failure(res, `upload ${what}`);
+  }
   await produced;
-  if (res.statusCode !== 202) throw await client.failure(res, `upload ${what}`);
   res.resume();
   const digest = `sha256:${hash.digest('hex')}`;
   await finishUpload(client, location(client, res, what), digest, undefined, what);

@@ -6,6 +6,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { mountServed } from '../launch.js';
 import { readState, statusFile } from '../runtime.js';
 import type { DriverStats } from '../fs/fuse-ops.js';
 import { LayerStore, StoreError } from '../store/store.js';
@@ -148,7 +149,8 @@ async function driverStats(mountpoints: string[]): Promise<DriverStats[]> {
   const asked = new Map<string, number>();
   for (const mp of mountpoints) {
     const state = readState(mp);
-    if (state === null) continue;
+    // A driver that died leaves its state behind; its pid may be another process's by now.
+    if (state === null || !mountServed(mp)) continue;
     try {
       asked.set(mp, mtimeOf(statusFile(mp)));
       process.kill(state.pid, 'SIGUSR1');

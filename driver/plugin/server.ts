@@ -12,6 +12,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { isLayerId } from '../store/store.js';
 import type { GraphDriver } from './graph-driver.js';
 
 const CONTENT_TYPE = 'application/vnd.docker.plugins.v1+json';
@@ -28,13 +29,19 @@ interface Request {
 
 type Handler = (g: GraphDriver, body: Request, req: IncomingMessage, res: ServerResponse) => Promise<Record<string, unknown> | null>;
 
+/** Every id dockerd names is checked before it reaches the store, whose paths are built from it. */
+function layerId(value: string, what: string): string {
+  if (!isLayerId(value)) throw new PluginRequestError(`${what} ${JSON.stringify(value)} is not a layer id`);
+  return value;
+}
+
 function id(body: Request): string {
   if (typeof body.ID !== 'string' || body.ID === '') throw new PluginRequestError('the request names no layer (ID)');
-  return body.ID;
+  return layerId(body.ID, 'ID');
 }
 
 function parent(body: Request): string {
-  return typeof body.Parent === 'string' ? body.Parent : '';
+  return typeof body.Parent === 'string' && body.Parent !== '' ? layerId(body.Parent, 'Parent') : '';
 }
 
 /** Every method, by the path dockerd posts to. A null result means the handler answered itself. */
@@ -81,7 +88,8 @@ async function handleApplyDiff(g: GraphDriver, req: IncomingMessage): Promise<Re
   const query = new URL(req.url ?? '', 'http://plugin').searchParams;
   const layer = query.get('id') ?? '';
   if (layer === '') throw new PluginRequestError('ApplyDiff names no layer (?id=)');
-  return { Size: await g.applyDiff(layer, query.get('parent') ?? '', req) };
+  const par = query.get('parent') ?? '';
+  return { Size: await g.applyDiff(layerId(layer, 'id'), par === '' ? '' : layerId(par, 'parent'), req) };
 }
 
 async function readJson(req: IncomingMessage): Promise<Request> {

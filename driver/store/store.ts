@@ -32,6 +32,11 @@ import { readSplit } from './tar-split.js';
 
 export class StoreError extends Error {}
 
+/** What a layer id may be: a directory name under layers/ and mnt/, never a path. */
+export function isLayerId(id: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(id);
+}
+
 export interface StoreOptions {
   /** Told once when another strata command holds the store and this one waits. */
   onWait?: () => void;
@@ -97,7 +102,7 @@ export class LayerStore {
   }
 
   private checkId(id: string): void {
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(id)) throw new StoreError(`bad layer id ${JSON.stringify(id)}`);
+    if (!isLayerId(id)) throw new StoreError(`bad layer id ${JSON.stringify(id)}`);
   }
 
   private async checkNew(id: string, parent: string | null): Promise<void> {
