@@ -10,7 +10,7 @@ import t, { type Test } from 'tap';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, type Teardown } from './lib/mounts.js';
-import { startRegistry, startSpoilingProxy } from './lib/registry.js';
+import { startRegistry, startSpoilingProxy, startTokenRegistry } from './lib/registry.js';
 import { must, run, strata, ROOT, type Result } from './lib/run.js';
 
 interface Store {
@@ -203,5 +203,25 @@ t.test('a pull killed halfway: no image, nothing half-applied, the store consist
   t.equal(check.code, 0, `strata check passes (${check.stdout}${check.stderr})`);
   t.same(readdirSync(join(b.root, 'tmp')), [], 'the killed pull\'s staging is gone at the next open');
   ok(t, b.s('pull', `${reg}/team/app:1`), 'the pull, again');
+  t.same(diffIds(b, `${reg}/team/app:1`), diffIds(a, 'app:1'));
+});
+
+t.test('Bearer tokens: the challenge, the token service, a login it accepts', async (t) => {
+  const base = tempDir(t);
+  const e = env(base);
+  const reg = await startTokenRegistry(t, base, { bob: 'hunter2' });
+  const a = withImage(t, base, e);
+  const anon = a.s('push', 'app:1', `${reg}/team/app:1`);
+  t.equal(anon.code, 1);
+  t.match(anon.stderr, new RegExp(`requires a login: strata login ${reg}`), 'the token service refuses an anonymous push');
+  const login = (password: string) => run(process.execPath, [join(ROOT, 'dist/bundle/strata.cjs'), 'login', reg, '-u', 'bob', '--password-stdin'], { input: password + '\n', env: e });
+  t.equal(login('wrong').code, 1, 'a wrong password is refused');
+  ok(t, login('hunter2'), 'login through the token service');
+  ok(t, a.s('push', 'app:1', `${reg}/team/app:1`), 'push with a token');
+  const other = a.s('push', 'app:1', `${reg}/other/app:1`);
+  ok(t, other, 'push to another repository');
+  t.equal(other.stderr.match(/mounted from team\/app/g)?.length, 2, 'its layers mounted, with a token for both repositories');
+  const b = store(base, 'b', e);
+  ok(t, b.s('pull', `${reg}/team/app:1`), 'pull with a token');
   t.same(diffIds(b, `${reg}/team/app:1`), diffIds(a, 'app:1'));
 });

@@ -93,3 +93,48 @@ export async function startSpoilingProxy(t: Teardown, upstream: string, digest: 
   await waitFor(`http://127.0.0.1:${port}/v2/`, [200, 401]);
   return `127.0.0.1:${port}`;
 }
+
+/**
+ * A registry that wants Bearer tokens, and the token service it names: `users` (Basic) get what
+ * they ask for, anyone else nothing (401). Tokens are JWTs signed RS256 with a certificate the
+ * registry trusts (x5c), as Distribution's token auth verifies them. The registry's host:port.
+ */
+export async function startTokenRegistry(t: Teardown, dir: string, users: Record<string, string>): Promise<string> {
+  must(`cd ${dir} && openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=strata-token -days 1 -keyout token-key.pem -out token-cert.pem 2>/dev/null`);
+  const tokenPort = await freePort();
+  const script = `
+    const crypto = require('node:crypto');
+    const fs = require('node:fs');
+    const [port, usersJson, dir] = process.argv.slice(1);
+    const users = JSON.parse(usersJson);
+    const key = fs.readFileSync(dir + '/token-key.pem');
+    const der = new crypto.X509Certificate(fs.readFileSync(dir + '/token-cert.pem')).raw.toString('base64');
+    const b64 = (x) => Buffer.from(JSON.stringify(x)).toString('base64url');
+    require('node:http').createServer((req, res) => {
+      const url = new URL(req.url, 'http://x');
+      const auth = req.headers.authorization ?? '';
+      const [user, pass] = auth.startsWith('Basic ') ? Buffer.from(auth.slice(6), 'base64').toString().split(':') : [];
+      if (user === undefined || users[user] !== pass) { res.writeHead(401); res.end('{}'); return; }
+      const access = url.searchParams.getAll('scope').map((s) => { const [type, name, actions] = s.split(':'); return { type, name, actions: actions.split(',') }; });
+      const now = Math.floor(Date.now() / 1000);
+      const head = b64({ typ: 'JWT', alg: 'RS256', x5c: [der] });
+      const claims = b64({ iss: 'strata-test-issuer', sub: user, aud: 'strata-test', exp: now + 300, nbf: now - 10, iat: now, jti: crypto.randomUUID(), access });
+      const sig = crypto.sign('sha256', Buffer.from(head + '.' + claims), key).toString('base64url');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ token: head + '.' + claims + '.' + sig, expires_in: 300 }));
+    }).listen(Number(port), '127.0.0.1');
+  `;
+  const child = spawn(process.execPath, ['-e', script, String(tokenPort), JSON.stringify(users), dir], { stdio: 'ignore' });
+  await stopOnTeardown(t, child);
+  await waitFor(`http://127.0.0.1:${tokenPort}/token`, [401]);
+  const port = await freePort();
+  writeFileSync(
+    join(dir, 'registry.yml'),
+    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'registry-data')}\nhttp:\n  addr: 127.0.0.1:${port}\n` +
+      `auth:\n  token:\n    realm: http://127.0.0.1:${tokenPort}/token\n    service: strata-test\n    issuer: strata-test-issuer\n    rootcertbundle: ${join(dir, 'token-cert.pem')}\n`,
+  );
+  const reg = spawn('docker-registry', ['serve', join(dir, 'registry.yml')], { stdio: 'ignore' });
+  await stopOnTeardown(t, reg);
+  await waitFor(`http://127.0.0.1:${port}/v2/`, [401]);
+  return `127.0.0.1:${port}`;
+}
