@@ -10,7 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { pipeline as streamPipeline, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { chainIds, hexOf, isDigest, sha256, type Digest } from '../driver/store/digest.js';
 import { goArch, Images, parseTag, type ImageConfig } from '../driver/store/images.js';
@@ -55,12 +55,21 @@ const MAX_DOCUMENT = 4 << 20;
 /** Layers downloaded ahead of the one being applied. */
 const PREFETCH = 2;
 
+export type LayerState = 'waiting' | 'exists' | 'downloading' | 'downloaded' | 'applying' | 'complete';
+
+/** What a pull tells as it goes: lines for the record, and each layer's state and bytes. */
+export interface PullProgress {
+  line(text: string): void;
+  /** `done` of `total` bytes of the layer's blob (while downloading or applying, as they arrive). */
+  layer(id: string, state: LayerState, done: number, total: number): void;
+}
+
 export interface PullOptions {
   insecure: boolean;
   platform: Platform;
   /** The local name; the reference itself by default. */
   name?: string;
-  log: (line: string) => void;
+  progress: PullProgress;
 }
 
 /** Fetch a manifest by tag or digest: its bytes checked against the digest the registry or the reference names. */
@@ -154,7 +163,7 @@ export async function pull(store: LayerStore, ref: Reference, client: RegistryCl
   const { manifest, digest } = await resolveManifest(client, reference, opts.platform);
   const configDesc = checkDescriptor(manifest.config, 'config');
   const layers = (manifest.layers ?? []).map((l, i) => checkDescriptor(l, `layer ${i + 1}`));
-  opts.log(`${formatReference(ref)}: manifest ${digest}`);
+  opts.progress.line(`${formatReference(ref)}: manifest ${digest}`);
 
   const res = await client.call('GET', `/v2/${client.repository}/blobs/${configDesc.digest}`, { follow: true });
   if (res.statusCode !== 200) throw await client.failure(res, 'the image config');
@@ -178,18 +187,12 @@ export async function pull(store: LayerStore, ref: Reference, client: RegistryCl
   const created: string[] = [];
   const repository = `${client.registry}/${client.repository}`;
   try {
-    const progress = (blob: Descriptor) => {
+    const shortOf = (blob: Descriptor) => blob.digest.slice(7, 19);
+    const counter = (blob: Descriptor, state: LayerState) => {
       let got = 0;
-      let told = Date.now();
-      return (n: number) => {
-        got += n;
-        if (Date.now() - told > 5000) {
-          told = Date.now();
-          opts.log(`${blob.digest.slice(7, 19)}: downloading ${Math.floor((got / Math.max(1, blob.size)) * 100)}% of ${blob.size} bytes`);
-        }
-      };
+      return (n: number) => opts.progress.layer(shortOf(blob), state, (got += n), blob.size);
     };
-    // By index: a manifest may list one blob twice (a repeated layer), each applied on its own.
+    layers.forEach((blob, i) => opts.progress.layer(shortOf(blob), present[i] ? 'exists' : 'waiting', 0, blob.size));
     const fileOf = (i: number) => join(staging, `layer-${i}`);
     // The layer whose turn it is streams straight into the store; up to PREFETCH missing layers
     // after it download into staging meanwhile, and are applied from there in their turn.
@@ -199,7 +202,7 @@ export async function pull(store: LayerStore, ref: Reference, client: RegistryCl
       for (let j = from; j < layers.length && queued < PREFETCH; j++) {
         if (present[j] || ahead.has(j)) continue;
         const blob = layers[j]!;
-        const job = downloadBlob(client, blob, fileOf(j), progress(blob)).then(() => opts.log(`${blob.digest.slice(7, 19)}: download complete`));
+        const job = downloadBlob(client, blob, fileOf(j), counter(blob, 'downloading')).then(() => opts.progress.layer(shortOf(blob), 'downloaded', blob.size, blob.size));
         // Reported when its turn comes; never left unobserved meanwhile.
         job.catch(() => undefined);
         ahead.set(j, job);
@@ -210,17 +213,22 @@ export async function pull(store: LayerStore, ref: Reference, client: RegistryCl
     for (let i = 0; i < layers.length; i++) {
       const blob = layers[i]!;
       const short = blob.digest.slice(7, 19);
-      if (present[i]) {
-        opts.log(`${short}: already exists`);
-      } else {
+      if (!present[i]) {
         const fetched = ahead.get(i);
         let source: Readable;
         if (fetched !== undefined) {
           prefetch(i + 1);
           await fetched;
-          source = createReadStream(fileOf(i), { highWaterMark: 1 << 20 });
+          const count = counter(blob, 'applying');
+          const counting = new Transform({
+            transform(chunk: Buffer, _enc, done) {
+              count(chunk.length);
+              done(null, chunk);
+            },
+          });
+          source = streamPipeline(createReadStream(fileOf(i), { highWaterMark: 1 << 20 }), counting, () => undefined);
         } else {
-          source = await openBlob(client, blob, progress(blob));
+          source = await openBlob(client, blob, counter(blob, 'applying'));
           prefetch(i + 1);
         }
         // A blob that fails its check makes the unpacking fail too; its own error says why.
@@ -231,14 +239,14 @@ export async function pull(store: LayerStore, ref: Reference, client: RegistryCl
         });
         rmSync(fileOf(i), { force: true });
         if (rec.diffId !== diffIds[i]) throw new RegistryError(`layer ${i + 1} (${short}) has DiffID ${rec.diffId}, the config says ${diffIds[i]}`);
-        opts.log(`${short}: pull complete`);
+        opts.progress.layer(short, 'complete', blob.size, blob.size);
       }
       await rememberBlob(store, diffIds[i]!, { digest: blob.digest, size: blob.size, mediaType: blob.mediaType ?? MEDIA.dockerLayerGzip }, repository);
       parent = hexOf(chain[i]!);
     }
     const tags = opts.name !== undefined ? [parseTag(opts.name)] : ref.tag !== undefined || ref.digest === undefined ? [parseTag(formatReference(ref))] : [];
     const image = await new Images(store).add(configText, tags);
-    opts.log(`Digest: ${digest}`);
+    opts.progress.line(`Digest: ${digest}`);
     return image;
   } catch (err) {
     // Layers this pull added and no image took up go again, newest first.

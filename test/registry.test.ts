@@ -92,7 +92,7 @@ t.test('push and pull: skopeo reads what strata pushes, strata pulls what skopeo
   t.same(tree(c, `${reg}/team/app:1`, `${base}/c.tar`), tree(a, 'app:1', `${base}/a.tar`), 'the same tree');
   const repull = c.s('pull', `${reg}/team/app:1`, 'mine:1');
   ok(t, repull, 'pull again under another name');
-  t.equal(repull.stderr.match(/already exists/g)?.length, 2, 'layers present by ChainID are not downloaded');
+  t.equal(repull.stderr.match(/Already exists/g)?.length, 2, 'layers present by ChainID are not downloaded');
 
   // skopeo pushes an archive strata saved; strata pulls it into a fresh store.
   ok(t, a.s('save', 'app:1', '-o', `${base}/app.tar`), 'save');
@@ -192,8 +192,8 @@ t.test('a pull killed halfway: no image, nothing half-applied, the store consist
   const child = spawn(process.execPath, [join(ROOT, 'dist/bundle/strata.cjs'), '--root', b.root, 'pull', `${proxy}/team/app:1`], { env: e, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-  for (let i = 0; i < 100 && !/pull complete/.test(err); i++) await new Promise((r) => setTimeout(r, 100));
-  t.match(err, /pull complete/, 'the first layer is in, the second stalls');
+  for (let i = 0; i < 100 && !/Pull complete/.test(err); i++) await new Promise((r) => setTimeout(r, 100));
+  t.match(err, /Pull complete/, 'the first layer is in, the second stalls');
   await new Promise((r) => setTimeout(r, 300));
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGKILL');

@@ -5,6 +5,7 @@ import { parsePlatform, pull } from '../../registry/pull.js';
 import { push } from '../../registry/push.js';
 import { formatReference, parseReference, ReferenceError, type Reference } from '../../registry/reference.js';
 import { UserError } from '../errors.js';
+import { layerProgress } from '../layer-progress.js';
 import { withStore } from './images.js';
 
 function reference(text: string): Reference {
@@ -35,12 +36,14 @@ export async function pullImage(a: { root: string | undefined; reference: string
   const ref = reference(a.reference);
   await registryErrors(() =>
     withStore(a.root, async (_images, store) => {
+      const progress = layerProgress();
       const image = await pull(store, ref, client(ref, a.insecure), {
         insecure: a.insecure,
         platform: parsePlatform(a.platform),
         ...(a.name !== undefined ? { name: a.name } : {}),
-        log,
+        progress,
       });
+      progress.finish();
       log(`Status: downloaded ${a.name ?? formatReference(ref)}`);
       process.stdout.write(`${image.id}\n`);
     }),
