@@ -225,3 +225,28 @@ t.test('Bearer tokens: the challenge, the token service, a login it accepts', as
   ok(t, b.s('pull', `${reg}/team/app:1`), 'pull with a token');
   t.same(diffIds(b, `${reg}/team/app:1`), diffIds(a, 'app:1'));
 });
+
+t.test('a push killed halfway: the next push uploads only what is missing', async (t) => {
+  const base = tempDir(t);
+  const e = env(base);
+  const reg = await startRegistry(t, base);
+  const a = withImage(t, base, e);
+  const proxy = await startSpoilingProxy(t, reg, '', 'stall-second-upload');
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [join(ROOT, 'dist/bundle/strata.cjs'), '--root', a.root, 'push', 'app:1', `${proxy}/team/app:1`], { env: e, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  for (let i = 0; i < 100 && (err.match(/: pushing$/gm)?.length ?? 0) < 2; i++) await new Promise((r) => setTimeout(r, 100));
+  t.equal(err.match(/: pushed$/gm)?.length, 1, 'one layer up, the second stalls');
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+  ok(t, a.s('check'), 'the store is consistent');
+  const again = a.s('push', 'app:1', `${reg}/team/app:1`);
+  ok(t, again, 'push again');
+  t.equal(again.stderr.match(/layer already exists/g)?.length, 1, 'the layer that made it is not sent again');
+  t.equal(again.stderr.match(/: pushed$/gm)?.length, 1, 'the other is');
+  const b = store(base, 'b', e);
+  ok(t, b.s('pull', `${reg}/team/app:1`), 'and the image pulls');
+  t.same(diffIds(b, `${reg}/team/app:1`), diffIds(a, 'app:1'));
+});

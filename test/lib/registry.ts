@@ -63,15 +63,19 @@ export async function startRegistry(t: Teardown, dir: string, users?: Record<str
 
 /**
  * A proxy to `upstream` that spoils the blob `digest`: 'corrupt' flips one byte of it, 'cut'
- * sends half of it and drops the connection, 'stall' sends half and nothing more. Everything
- * else passes through. Its host:port.
+ * sends half of it and drops the connection, 'stall' sends half and nothing more;
+ * 'stall-second-upload' never answers the second blob upload (PATCH) of a push. Everything else
+ * passes through. Its host:port.
  */
-export async function startSpoilingProxy(t: Teardown, upstream: string, digest: string, how: 'corrupt' | 'cut' | 'stall'): Promise<string> {
+export async function startSpoilingProxy(t: Teardown, upstream: string, digest: string, how: 'corrupt' | 'cut' | 'stall' | 'stall-second-upload'): Promise<string> {
   const port = await freePort();
   const script = `
     const http = require('node:http');
     const [up, digest, how, port] = process.argv.slice(1);
+    let uploads = 0;
     http.createServer((req, res) => {
+      // The second layer upload is taken in and never answered.
+      if (how === 'stall-second-upload' && req.method === 'PATCH' && ++uploads === 2) { req.resume(); return; }
       const p = http.request({ host: up.split(':')[0], port: Number(up.split(':')[1]), path: req.url, method: req.method, headers: req.headers }, (r) => {
         const spoil = req.method === 'GET' && req.url.endsWith('/blobs/' + digest) && r.statusCode === 200;
         if (!spoil) { res.writeHead(r.statusCode, r.headers); r.pipe(res); return; }
