@@ -159,6 +159,8 @@ async function downloadBlob(client: RegistryClient, blob: Descriptor, path: stri
 }
 
 export async function pull(store: LayerStore, ref: Reference, client: RegistryClient, opts: PullOptions): Promise<ImageRecord> {
+  // A bad local name is refused before anything is downloaded.
+  const tags = opts.name !== undefined ? [parseTag(opts.name)] : ref.tag !== undefined || ref.digest === undefined ? [parseTag(formatReference(ref))] : [];
   const reference = ref.digest ?? ref.tag ?? 'latest';
   const { manifest, digest } = await resolveManifest(client, reference, opts.platform);
   const configDesc = checkDescriptor(manifest.config, 'config');
@@ -244,7 +246,6 @@ export async function pull(store: LayerStore, ref: Reference, client: RegistryCl
       await rememberBlob(store, diffIds[i]!, { digest: blob.digest, size: blob.size, mediaType: blob.mediaType ?? MEDIA.dockerLayerGzip }, repository);
       parent = hexOf(chain[i]!);
     }
-    const tags = opts.name !== undefined ? [parseTag(opts.name)] : ref.tag !== undefined || ref.digest === undefined ? [parseTag(formatReference(ref))] : [];
     const image = await new Images(store).add(configText, tags);
     opts.progress.line(`Digest: ${digest}`);
     return image;
