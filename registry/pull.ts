@@ -214,7 +214,7 @@ export async function pull(store: LayerStore, ref: Reference, client: RegistryCl
     let parent: string | null = null;
     for (let i = 0; i < layers.length; i++) {
       const blob = layers[i]!;
-      const short = blob.digest.slice(7, 19);
+      const short = shortOf(blob);
       if (!present[i]) {
         const fetched = ahead.get(i);
         let source: Readable;
@@ -250,11 +250,7 @@ export async function pull(store: LayerStore, ref: Reference, client: RegistryCl
     opts.progress.line(`Digest: ${digest}`);
     return image;
   } catch (err) {
-    // Layers this pull added and no image took up go again, newest first.
-    for (const id of created.reverse()) {
-      const l = await store.layer(id);
-      if (l !== undefined && l.refs === 0) await store.remove(id).catch(() => undefined);
-    }
+    await store.dropUnused(created);
     throw err;
   } finally {
     rmSync(staging, { recursive: true, force: true });

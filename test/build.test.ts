@@ -8,6 +8,7 @@ import t, { type Test } from 'tap';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, type Teardown } from './lib/mounts.js';
+import { freePort } from './lib/ports.js';
 import { CLI, must, run, strata, ROOT, type Result } from './lib/run.js';
 
 interface Store {
@@ -358,13 +359,7 @@ t.test('COPY and ADD: directories, wildcards, destinations, archives, URLs', asy
   mkdirSync(www);
   writeFileSync(join(www, 'remote.txt'), 'from the web\n');
   must(`touch -d @1445412480 ${www}/remote.txt`);
-  const net = await import('node:net');
-  const port = await new Promise<number>((resolve) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (probe.address() as { port: number }).port;
-      probe.close(() => resolve(p));
-    });
-  });
+  const port = await freePort();
   const { spawn } = await import('node:child_process');
   const httpd = spawn('busybox', ['httpd', '-f', '-p', `127.0.0.1:${port}`, '-h', www], { stdio: 'ignore' });
   t.teardown(() => void httpd.kill());

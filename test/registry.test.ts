@@ -9,7 +9,7 @@
 import t, { type Test } from 'tap';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, type Teardown } from './lib/mounts.js';
+import { tempDir } from './lib/mounts.js';
 import { startRegistry, startSpoilingProxy, startTokenRegistry } from './lib/registry.js';
 import { must, run, strata, ROOT, type Result } from './lib/run.js';
 
@@ -40,7 +40,7 @@ function tree(st: Store, image: string, out: string): string[] {
 }
 
 /** A store with a two-layer image app:1 (the busybox base, then a COPY). */
-function withImage(t: Teardown, base: string, env: NodeJS.ProcessEnv): Store {
+function withImage(base: string, env: NodeJS.ProcessEnv): Store {
   const a = store(base, 'a', env);
   must(`bash ${ROOT}native-deps/busybox-rootfs.sh ${base}/busybox.tar`);
   if (a.s('import', `${base}/busybox.tar`, 'busybox:latest').code !== 0) throw new Error('import failed');
@@ -50,17 +50,27 @@ function withImage(t: Teardown, base: string, env: NodeJS.ProcessEnv): Store {
   writeFileSync(join(ctx, 'etc/app/app.conf'), 'setting=1\n'.repeat(5000));
   const b = a.s('build', '-t', 'app:1', ctx);
   if (b.code !== 0) throw new Error(b.stderr);
-  void t;
   return a;
 }
 
 const env = (base: string): NodeJS.ProcessEnv => ({ ...process.env, STRATA_AUTH_FILE: join(base, 'auth.json') });
 
+/** A manifest as the registry serves it (Docker v2), straight over HTTP. */
+async function manifestOf(reg: string, repo: string, tag: string): Promise<{ layers: Array<{ digest: string; mediaType: string }> }> {
+  const res = await fetch(`http://${reg}/v2/${repo}/manifests/${tag}`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+  return (await res.json()) as { layers: Array<{ digest: string; mediaType: string }> };
+}
+
+/** `strata login REG -u USER --password-stdin`, the password on stdin. */
+function login(e: NodeJS.ProcessEnv, reg: string, user: string, password: string): Result {
+  return run(process.execPath, [join(ROOT, 'dist/bundle/strata.cjs'), 'login', reg, '-u', user, '--password-stdin'], { input: password + '\n', env: e });
+}
+
 t.test('push and pull: skopeo reads what strata pushes, strata pulls what skopeo pushes, store to store', async (t) => {
   const base = tempDir(t);
   const e = env(base);
   const reg = await startRegistry(t, base);
-  const a = withImage(t, base, e);
+  const a = withImage(base, e);
   const ids = diffIds(a, 'app:1');
   t.equal(ids.length, 2);
 
@@ -134,15 +144,15 @@ t.test('authentication: 401 without credentials, a wrong password, login, logout
   const base = tempDir(t);
   const e = env(base);
   const reg = await startRegistry(t, base, { alice: 's3cret' });
-  const a = withImage(t, base, e);
+  const a = withImage(base, e);
   const anon = a.s('push', 'app:1', `${reg}/x/app:1`);
   t.equal(anon.code, 1);
   t.match(anon.stderr, new RegExp(`requires a login: strata login ${reg}`), 'a 401 says to log in');
-  const wrong = run(process.execPath, [join(ROOT, 'dist/bundle/strata.cjs'), 'login', reg, '-u', 'alice', '--password-stdin'], { input: 'nope\n', env: e });
+  const wrong = login(e, reg, 'alice', 'nope');
   t.equal(wrong.code, 1);
   t.match(wrong.stderr, /refused the credentials/);
   t.notOk(existsSync(join(base, 'auth.json')), 'nothing saved');
-  const good = run(process.execPath, [join(ROOT, 'dist/bundle/strata.cjs'), 'login', reg, '-u', 'alice', '--password-stdin'], { input: 's3cret\n', env: e });
+  const good = login(e, reg, 'alice', 's3cret');
   ok(t, good, 'login');
   t.equal(statSync(join(base, 'auth.json')).mode & 0o777, 0o600, 'the credentials file is only its owner\'s');
   ok(t, a.s('push', 'app:1', `${reg}/x/app:1`), 'push with the saved credentials');
@@ -159,9 +169,9 @@ t.test('blobs spoiled on the way: a wrong digest, a connection cut halfway; noth
   const base = tempDir(t);
   const e = env(base);
   const reg = await startRegistry(t, base);
-  const a = withImage(t, base, e);
+  const a = withImage(base, e);
   ok(t, a.s('push', '--compress', 'none', 'app:1', `${reg}/team/app:1`), 'push uncompressed');
-  const mf = (await (await fetch(`http://${reg}/v2/team/app/manifests/1`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } })).json()) as { layers: Array<{ digest: string; mediaType: string }> };
+  const mf = await manifestOf(reg, 'team/app', '1');
   t.match(mf.layers[0]!.mediaType, /rootfs\.diff\.tar$/, '--compress none sends the tar as it is');
   const target = mf.layers[1]!.digest;
   for (const how of ['corrupt', 'cut'] as const) {
@@ -183,9 +193,9 @@ t.test('a pull killed halfway: no image, nothing half-applied, the store consist
   const base = tempDir(t);
   const e = env(base);
   const reg = await startRegistry(t, base);
-  const a = withImage(t, base, e);
+  const a = withImage(base, e);
   ok(t, a.s('push', '--compress', 'none', 'app:1', `${reg}/team/app:1`), 'push');
-  const mf = (await (await fetch(`http://${reg}/v2/team/app/manifests/1`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } })).json()) as { layers: Array<{ digest: string }> };
+  const mf = await manifestOf(reg, 'team/app', '1');
   const proxy = await startSpoilingProxy(t, reg, mf.layers[1]!.digest, 'stall');
   const b = store(base, 'b', e);
   const { spawn } = await import('node:child_process');
@@ -210,13 +220,12 @@ t.test('Bearer tokens: the challenge, the token service, a login it accepts', as
   const base = tempDir(t);
   const e = env(base);
   const reg = await startTokenRegistry(t, base, { bob: 'hunter2' });
-  const a = withImage(t, base, e);
+  const a = withImage(base, e);
   const anon = a.s('push', 'app:1', `${reg}/team/app:1`);
   t.equal(anon.code, 1);
   t.match(anon.stderr, new RegExp(`requires a login: strata login ${reg}`), 'the token service refuses an anonymous push');
-  const login = (password: string) => run(process.execPath, [join(ROOT, 'dist/bundle/strata.cjs'), 'login', reg, '-u', 'bob', '--password-stdin'], { input: password + '\n', env: e });
-  t.equal(login('wrong').code, 1, 'a wrong password is refused');
-  ok(t, login('hunter2'), 'login through the token service');
+  t.equal(login(e, reg, 'bob', 'wrong').code, 1, 'a wrong password is refused');
+  ok(t, login(e, reg, 'bob', 'hunter2'), 'login through the token service');
   ok(t, a.s('push', 'app:1', `${reg}/team/app:1`), 'push with a token');
   const other = a.s('push', 'app:1', `${reg}/other/app:1`);
   ok(t, other, 'push to another repository');
@@ -230,7 +239,7 @@ t.test('a push killed halfway: the next push uploads only what is missing', asyn
   const base = tempDir(t);
   const e = env(base);
   const reg = await startRegistry(t, base);
-  const a = withImage(t, base, e);
+  const a = withImage(base, e);
   const proxy = await startSpoilingProxy(t, reg, '', 'stall-second-upload');
   const { spawn } = await import('node:child_process');
   const child = spawn(process.execPath, [join(ROOT, 'dist/bundle/strata.cjs'), '--root', a.root, 'push', 'app:1', `${proxy}/team/app:1`], { env: e, stdio: ['ignore', 'ignore', 'pipe'] });

@@ -4,11 +4,9 @@
  * (64 hex digits, a container's init layer with `-init`), and Get/Put pairs are counted by the
  * store's mount records, so a restarted server still knows what dockerd holds.
  */
-import { readFileSync, statSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { mountServed } from '../launch.js';
-import { readState, statusFile } from '../runtime.js';
-import type { DriverStats } from '../fs/fuse-ops.js';
+import { askDriverStats, parseDriverStats } from '../driver-stats.js';
 import { LayerStore, StoreError } from '../store/store.js';
 import { KeyedLock } from './keyed-lock.js';
 
@@ -112,7 +110,9 @@ export class GraphDriver {
   async status(): Promise<Array<[string, string]>> {
     const layers = await this.store.meta.allLayers();
     const mounts = (await this.store.meta.allMounts()).filter((m) => m.layer !== null);
-    const stats = await driverStats(mounts.map((m) => m.mountpoint));
+    // A driver that died leaves its state behind; its pid may be another process's by now.
+    const served = mounts.map((m) => m.mountpoint).filter((mp) => mountServed(mp));
+    const stats = [...(await askDriverStats(served, STATUS_WAIT_MS)).values()].map(parseDriverStats);
     const lookups = stats.reduce((n, s) => n + s.cache.lookups, 0);
     const hits = stats.reduce((n, s) => n + s.cache.hits, 0);
     return [
@@ -141,42 +141,5 @@ export class GraphDriver {
     const l = await this.store.layer(id);
     if (l === undefined) throw new StoreError(`no layer ${id}`);
     if (parent !== '' && parent !== l.parent) throw new StoreError(`layer ${id} has parent ${l.parent ?? 'none'}, not ${parent}`);
-  }
-}
-
-/** The counters of the drivers serving `mountpoints`, asked for with SIGUSR1 (see driver/server.ts). */
-async function driverStats(mountpoints: string[]): Promise<DriverStats[]> {
-  const asked = new Map<string, number>();
-  for (const mp of mountpoints) {
-    const state = readState(mp);
-    // A driver that died leaves its state behind; its pid may be another process's by now.
-    if (state === null || !mountServed(mp)) continue;
-    try {
-      asked.set(mp, mtimeOf(statusFile(mp)));
-      process.kill(state.pid, 'SIGUSR1');
-    } catch {
-      asked.delete(mp);
-    }
-  }
-  const deadline = Date.now() + STATUS_WAIT_MS;
-  while ([...asked].some(([mp, before]) => mtimeOf(statusFile(mp)) === before) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  const out: DriverStats[] = [];
-  for (const mp of asked.keys()) {
-    try {
-      out.push(JSON.parse(readFileSync(statusFile(mp), 'utf8')) as DriverStats);
-    } catch {
-      // No counters yet: the driver is starting or gone.
-    }
-  }
-  return out;
-}
-
-function mtimeOf(path: string): number {
-  try {
-    return statSync(path).mtimeMs;
-  } catch {
-    return 0;
   }
 }

@@ -17,15 +17,12 @@ import { cleanName, LayerFormatError } from './apply.js';
 import { decompressed } from './compression.js';
 import { hexOf, isDigest, sha256, type Digest } from './digest.js';
 import { Images, parseTag, type ImageConfig } from './images.js';
+import { MEDIA } from './media-types.js';
 import type { ImageRecord } from './metadata.js';
 import { StoreError, type LayerStore } from './store.js';
 
 export type ArchiveFormat = 'docker' | 'oci';
 
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
-const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar';
-const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 
 // ---- save --------------------------------------------------------------------------------------
 
@@ -133,7 +130,7 @@ export function save(store: LayerStore, images: Saved[], format: ArchiveFormat, 
         for (let i = 0; i < image.layers.length; i++) {
           const diffId = config.rootfs.diff_ids[i]!;
           const rec = await store.layer(image.layers[i]!);
-          layers.push({ mediaType: OCI_LAYER, digest: diffId, size: rec?.tarBytes ?? 0 });
+          layers.push({ mediaType: MEDIA.ociLayer, digest: diffId, size: rec?.tarBytes ?? 0 });
           if (written.has(diffId)) continue;
           written.add(diffId);
           await layerEntry(pack, store, image.layers[i]!, `blobs/sha256/${hexOf(diffId)}`, mtime, onBytes);
@@ -144,8 +141,8 @@ export function save(store: LayerStore, images: Saved[], format: ArchiveFormat, 
         }
         const manifest = JSON.stringify({
           schemaVersion: 2,
-          mediaType: OCI_MANIFEST,
-          config: { mediaType: OCI_CONFIG, digest: image.id, size: Buffer.byteLength(image.config) },
+          mediaType: MEDIA.ociManifest,
+          config: { mediaType: MEDIA.ociConfig, digest: image.id, size: Buffer.byteLength(image.config) },
           layers,
         });
         const mDigest = sha256(manifest);
@@ -153,11 +150,11 @@ export function save(store: LayerStore, images: Saved[], format: ArchiveFormat, 
           written.add(mDigest);
           await entry(pack, `blobs/sha256/${hexOf(mDigest)}`, manifest, mtime);
         }
-        const desc = { mediaType: OCI_MANIFEST, digest: mDigest, size: Buffer.byteLength(manifest) };
+        const desc = { mediaType: MEDIA.ociManifest, digest: mDigest, size: Buffer.byteLength(manifest) };
         if (tags.length === 0) manifests.push(desc);
         for (const t of tags) manifests.push({ ...desc, annotations: { 'org.opencontainers.image.ref.name': t } });
       }
-      await entry(pack, 'index.json', JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }), mtime);
+      await entry(pack, 'index.json', JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.ociIndex, manifests }), mtime);
     }
     pack.finalize();
   };
@@ -388,11 +385,7 @@ export async function load(store: LayerStore, source: { stream: Readable } | { d
     try {
       await loadAll(store, images, todo, out, created);
     } catch (err) {
-      // Layers this load added and no image took up go again, newest first.
-      for (const id of created.reverse()) {
-        const l = await store.layer(id);
-        if (l !== undefined && l.refs === 0) await store.remove(id).catch(() => undefined);
-      }
+      await store.dropUnused(created);
       throw err;
     }
     return out;

@@ -264,6 +264,18 @@ export class LayerStore {
   }
 
   /**
+   * Undo a load or pull that failed: of the layers it added (`created`, oldest first), those no
+   * image took up go again, newest first (a child before its parent). Best effort: what cannot
+   * go stays for prune.
+   */
+  async dropUnused(created: string[]): Promise<void> {
+    for (const id of [...created].reverse()) {
+      const l = await this.layer(id);
+      if (l !== undefined && l.refs === 0) await this.remove(id).catch(() => undefined);
+    }
+  }
+
+  /**
    * Records first (durably), then the directory: a crash in between leaves an orphan directory
    * that check reports and prune reclaims, never a record without its directory.
    */

@@ -6,19 +6,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Teardown } from './mounts.js';
+import { freePort } from './ports.js';
 import { must } from './run.js';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const p = (probe.address() as { port: number }).port;
-      probe.close(() => resolve(p));
-    });
-  });
-}
 
 async function stopOnTeardown(t: Teardown, child: ChildProcess): Promise<void> {
   t.teardown(async () => {
