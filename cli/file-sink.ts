@@ -44,16 +44,18 @@ export function fileSink(path: string, mode = 0o644): Writable {
     },
     destroy(err, done) {
       destroyed = true;
-      const finish = () => {
+      const release = () => {
         try {
           close();
         } catch {
           // already failing
         }
-        done(err);
       };
-      if (writing === null) finish();
-      else void writing.then(finish);
+      // The descriptor waits for a write in flight; the error does not: reported later, it would
+      // reach no listener (a pipeline that failed has already let go of this stream).
+      if (writing === null) release();
+      else void writing.then(release);
+      done(err);
     },
   });
 }

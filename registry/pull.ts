@@ -7,12 +7,12 @@
  * image only once all its layers are: a pull killed at any point leaves nothing half-applied in
  * the store (staging is emptied at the next open).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline as streamPipeline, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { chainIds, hexOf, isDigest, sha256, type Digest } from '../driver/store/digest.js';
+import { BackgroundDigest, chainIds, hexOf, isDigest, sha256, type Digest } from '../driver/store/digest.js';
 import { goArch, Images, parseTag, type ImageConfig } from '../driver/store/images.js';
 import type { ImageRecord } from '../driver/store/metadata.js';
 import type { LayerStore } from '../driver/store/store.js';
@@ -126,7 +126,8 @@ export async function openBlob(client: RegistryClient, blob: Descriptor, onBytes
   const short = blob.digest.slice(7, 19);
   const res = await client.call('GET', `/v2/${client.repository}/blobs/${blob.digest}`, { follow: true });
   if (res.statusCode !== 200) throw await client.failure(res, `blob ${short}`);
-  const hash = createHash('sha256');
+  // On the threadpool: the JS thread is the pull's busiest (it parses the tar).
+  const hash = new BackgroundDigest();
   let size = 0;
   const check = new Transform({
     highWaterMark: 1 << 20,
@@ -139,9 +140,16 @@ export async function openBlob(client: RegistryClient, blob: Descriptor, onBytes
     },
     flush(done) {
       if (size !== blob.size) return done(new RegistryError(`blob ${short}: the connection closed after ${size} of ${blob.size} bytes`));
-      const got = `sha256:${hash.digest('hex')}`;
-      if (got !== blob.digest) return done(new RegistryError(`blob ${short}: its content has digest ${got}, not ${blob.digest}`));
-      done();
+      hash.drained(() => {
+        let got: string;
+        try {
+          got = hash.digest();
+        } catch (err) {
+          return done(err as Error);
+        }
+        if (got !== blob.digest) return done(new RegistryError(`blob ${short}: its content has digest ${got}, not ${blob.digest}`));
+        done();
+      });
     },
   });
   res.on('error', (err: NodeJS.ErrnoException) => {

@@ -7,12 +7,11 @@
  * manifest, in Docker's v2 media types, or OCI's if the registry refuses those. DiffIDs stay the
  * uncompressed digests, in the config as it is stored.
  */
-import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parallelGzip } from './parallel-gzip.js';
-import type { Digest } from '../driver/store/digest.js';
+import { BackgroundDigest, sha256, type Digest } from '../driver/store/digest.js';
 import type { ImageConfig } from '../driver/store/images.js';
 import type { ImageRecord } from '../driver/store/metadata.js';
 import type { LayerStore } from '../driver/store/store.js';
@@ -90,13 +89,17 @@ async function uploadWhole(client: RegistryClient, data: Buffer, digest: string,
 /** Stream a layer up (one PATCH), compressed or not, its digest and size computed on the way. */
 async function uploadLayer(client: RegistryClient, tar: Readable, gzip: boolean, what: string): Promise<{ digest: string; size: number }> {
   const at = await startUpload(client, what);
-  const hash = createHash('sha256');
+  // On the threadpool: the JS thread reads the layer and feeds the upload.
+  const hash = new BackgroundDigest();
   let size = 0;
   const count = new Transform({
     transform(chunk: Buffer, _enc, done) {
       hash.update(chunk);
       size += chunk.length;
       done(null, chunk);
+    },
+    flush(done) {
+      hash.drained(() => done());
     },
   });
   const body = new PassThrough({ highWaterMark: 1 << 20 });
@@ -110,7 +113,7 @@ async function uploadLayer(client: RegistryClient, tar: Readable, gzip: boolean,
   }
   await produced;
   res.resume();
-  const digest = `sha256:${hash.digest('hex')}`;
+  const digest = hash.digest();
   await finishUpload(client, location(client, res, what), digest, undefined, what);
   return { digest, size };
 }
@@ -180,7 +183,7 @@ export async function push(store: LayerStore, image: ImageRecord, client: Regist
     });
     if (res.statusCode === 201) {
       res.resume();
-      const digest = `sha256:${createHash('sha256').update(body).digest('hex')}` as Digest;
+      const digest = sha256(body);
       opts.log(`${tag}: digest: ${digest} size: ${body.length}`);
       return { digest, size: body.length, ...result };
     }

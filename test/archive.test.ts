@@ -119,6 +119,22 @@ t.test('save and export to a full disk fail, and leave no file behind', async (t
   }
 });
 
+t.test('save of a layer whose files changed on disk fails and leaves no file', async (t) => {
+  const { base, s } = newStore(t);
+  rootfs(join(base, 'r'));
+  must(`tar -C ${base}/r -cf ${base}/r.tar .`);
+  ok(t, s('import', `${base}/r.tar`, 'app:v1'), 'import');
+  // Something outside strata appends to a file of the stored layer.
+  must(`echo more >> $(ls -d ${base}/store/layers/*/diff | head -1)/etc/motd`);
+  const r = s('save', 'app:v1', '-o', `${base}/out.tar`);
+  t.not(r.code, 0, 'non-zero exit');
+  t.match(r.stderr, /changed on disk.*etc\/motd/, `says which file (${r.stderr.trim()})`);
+  t.notMatch(r.stderr, /internal error/, 'an error of the store, not a crash');
+  t.equal(sh(`ls -A ${base} | grep -c out.tar`).stdout.trim(), '0', 'no archive left, not even a temporary one');
+  const c = s('check');
+  t.not(c.code, 0, 'strata check finds the damage');
+});
+
 t.test('archives that lie are refused and the store stays as it was', async (t) => {
   const { base, s } = newStore(t);
   must(`mkdir -p ${base}/r/etc && echo x > ${base}/r/etc/f && tar -C ${base}/r -cf ${base}/r.tar .`);

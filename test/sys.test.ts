@@ -98,7 +98,7 @@ t.test('constants', async (tt) => {
     'fgetxattr', 'fsetxattr', 'flistxattr', 'fremovexattr', 'readdirAt', 'statvfsFd', 'copyData',
     'umount2', 'writerOpen', 'writerCreate', 'writerData', 'writerXattr', 'writerFinish', 'writerDir',
     'writerSymlink', 'writerWait', 'writerClose', 'digestOpen', 'digestUpdate', 'digestFinish',
-    'treeSummary',
+    'treeSummary', 'readFileAt',
   ];
   tt.same(Object.keys(sys).sort(), [...fns, ...Object.keys(expected)].sort(), 'exactly these exports');
 });
@@ -649,6 +649,29 @@ t.test('digest: SHA-256 of chunks hashed in order on the threadpool', async (tt)
   tt.throws(() => sys.digestFinish(busy), /while an update runs/);
   await done;
   tt.equal(sys.digestFinish(busy), crypto.createHash('sha256').update(Buffer.alloc(MiB)).digest('hex'));
+});
+
+t.test('readFileAt: a regular file of the size given, read whole on the threadpool', async (tt) => {
+  const { dir, fd } = scratch('readfile');
+  const body = crypto.randomBytes(70000);
+  fs.writeFileSync(path.join(dir, 'f'), body);
+  fs.symlinkSync('f', path.join(dir, 'link'));
+  fs.mkdirSync(path.join(dir, 'd'));
+  const read = (name: string, size: number) =>
+    new Promise<{ r: number; buf: Buffer }>((resolve) => {
+      const buf = Buffer.alloc(size);
+      sys.readFileAt(fd, name, buf, (r) => resolve({ r, buf }));
+    });
+  const whole = await read('f', body.length);
+  tt.equal(whole.r, body.length);
+  tt.ok(whole.buf.equals(body), 'the content');
+  tt.equal((await read('f', body.length - 1)).r, -E.ERANGE, 'a file shorter than asked');
+  tt.equal((await read('f', body.length + 1)).r, -E.ERANGE, 'a file longer than asked');
+  tt.equal((await read('d', 0)).r, -E.ERANGE, 'a directory is not a regular file');
+  tt.equal((await read('link', body.length)).r, -E.ELOOP, 'a final symlink is not followed');
+  tt.equal((await read('missing', 1)).r, -E.ENOENT);
+  tt.throws(() => sys.readFileAt(fd, 'f\0x', Buffer.alloc(1), () => {}), /bad path/, 'a NUL in the name');
+  tt.throws(() => sys.readFileAt(fd, 'f', 'not a buffer' as unknown as Buffer, () => {}), TypeError);
 });
 
 t.test('copyData', async (tt) => {

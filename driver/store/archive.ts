@@ -62,6 +62,8 @@ async function layerEntry(pack: Pack, store: LayerStore, layerId: string, name: 
       if (!sink.write(c)) src.pause();
     });
     sink.on('drain', () => src.resume());
+    // The entry fails with the archive: someone must listen, or its error would crash the process.
+    sink.on('error', reject);
     src.on('error', reject);
     src.on('end', () => {
       if (seen !== size) reject(new StoreError(`layer ${layerId}: its tar is ${seen} bytes, ${size} recorded`));

@@ -9,13 +9,14 @@
  * A directory strata renamed (a redirect to its lower content) is written as an opaque directory
  * with its whole merged content, since a tar cannot say "renamed".
  */
-import { constants as fsc, read, readSync } from 'node:fs';
+import { constants as fsc, readSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pack as tarPack, type Header, type Pack } from 'tar-stream';
 
 type Headers = Partial<Header> & Pick<Header, 'name'>;
 import { sys } from '../native/sys.js';
-import { errnoName } from '../fs/errno.js';
+import { E, errnoName } from '../fs/errno.js';
+import { StoreError } from './errors.js';
 import { OPAQUE_MARKER, WH_PREFIX, XATTR_OPAQUE, XATTR_REDIRECT, isWhiteoutStat, xattrFromLayer } from '../fs/encoding.js';
 import { closeLayerStack, openLayerStack } from '../fs/layers.js';
 import { newStat, S, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, statSize } from '../fs/stat.js';
@@ -36,7 +37,7 @@ export function replay(segments: AsyncIterable<StoredSegment>, layerDir: string)
 
 async function* replayChunks(segments: AsyncIterable<StoredSegment>, layerDir: string): AsyncGenerator<Buffer> {
   const root = sys.openAt(sys.AT_FDCWD, layerDir, fsc.O_RDONLY | sys.O_DIRECTORY, 0);
-  if (root < 0) throw new Error(`cannot open layer ${layerDir} (${errnoName(root)})`);
+  if (root < 0) throw new StoreError(`cannot open layer ${layerDir} (${errnoName(root)})`);
   const st = newStat();
   // Segments are pulled a little ahead so that small payloads are read on the threadpool,
   // several at once, while earlier ones are written out.
@@ -82,7 +83,7 @@ async function* replayChunks(segments: AsyncIterable<StoredSegment>, layerDir: s
         try {
           body = await seg.body;
         } catch {
-          throw new Error(`layer ${layerDir} changed on disk: ${seg.path} is missing or has another size`);
+          throw new StoreError(`layer ${layerDir} changed on disk: ${seg.path} is missing or has another size; run strata check`);
         }
         yield body;
         continue;
@@ -90,7 +91,7 @@ async function* replayChunks(segments: AsyncIterable<StoredSegment>, layerDir: s
       const fd = sys.openAt(root, seg.path, fsc.O_RDONLY | sys.O_NOFOLLOW, 0);
       if (fd < 0 || sys.fstat(fd, st) < 0 || statSize(st) !== seg.size) {
         if (fd >= 0) sys.close(fd);
-        throw new Error(`layer ${layerDir} changed on disk: ${seg.path} is missing or has another size`);
+        throw new StoreError(`layer ${layerDir} changed on disk: ${seg.path} is missing or has another size; run strata check`);
       }
       if (seg.size === 0) {
         sys.close(fd);
@@ -116,7 +117,7 @@ async function* fileChunks(fd: number, size: number): AsyncGenerator<Buffer> {
       let got = 0;
       while (got < n) {
         const r = readSync(fd, buf, got, n - got, pos + got);
-        if (r === 0) throw new Error('the file shrank while being read');
+        if (r === 0) throw new StoreError('a layer file shrank while being read; run strata check');
         got += r;
       }
       pos += n;
@@ -372,31 +373,17 @@ async function writeMerged(w: DiffWriter, upperDir: string, parents: string[], r
 /** How many small files of one directory are read ahead, on the threadpool, while earlier ones are written. */
 const READ_AHEAD = 16;
 
-/** A small file's whole content, read on the threadpool (cold disks serve several reads at once). */
+/**
+ * A small file's whole content, read on the threadpool (open to close in one job: a cold inode
+ * never stalls this thread, and a cold disk serves several files at once).
+ */
 function readWhole(dirfd: number, path: string, size: number): Promise<Buffer> {
-  const fd = sys.openAt(dirfd, path, fsc.O_RDONLY | sys.O_NOFOLLOW, 0);
-  if (fd < 0) return Promise.reject(new Error(`cannot read ${path} (${errnoName(fd)})`));
-  const st = newStat();
-  if (sys.fstat(fd, st) < 0 || statSize(st) !== size) {
-    sys.close(fd);
-    return Promise.reject(new Error(`${path} does not have the size expected (${size})`));
-  }
   const buf = Buffer.allocUnsafe(size);
   return new Promise((resolve, reject) => {
-    const step = (got: number) => {
-      if (got === size) {
-        sys.close(fd);
-        return resolve(buf);
-      }
-      read(fd, buf, got, size - got, got, (err, n) => {
-        if (err !== null || n === 0) {
-          sys.close(fd);
-          return reject(err ?? new Error(`${path} shrank while being read`));
-        }
-        step(got + n);
-      });
-    };
-    step(0);
+    sys.readFileAt(dirfd, path, buf, (r) => {
+      if (r === size) return resolve(buf);
+      reject(new StoreError(r === -E.ERANGE ? `${path} does not have the size expected (${size})` : `cannot read ${path} (${errnoName(r)})`));
+    });
   });
 }
 

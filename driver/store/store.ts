@@ -30,7 +30,8 @@ import type { MountConfig } from '../mount-config.js';
 import { Metadata, type LayerRecord, type MountRecord, type Op } from './metadata.js';
 import { readSplit } from './tar-split.js';
 
-export class StoreError extends Error {}
+export { StoreError } from './errors.js';
+import { StoreError } from './errors.js';
 
 /** What a layer id may be: a directory name under layers/ and mnt/, never a path. */
 export function isLayerId(id: string): boolean {

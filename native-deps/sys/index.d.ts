@@ -290,6 +290,15 @@ export declare function treeSummary(path: string): string | number;
  */
 export declare function copyData(srcFd: number, dstFd: number, callback: (res: number) => void): void;
 
+/**
+ * Read the regular file `path` (relative to `dirfd`, never through a final symlink) whole into
+ * `buffer`, on the threadpool: open, fstat, read and close in one job. The file must be exactly
+ * `buffer.length` bytes. `buffer` must not be touched until the callback.
+ * @param callback receives the bytes read (`buffer.length`), -ERANGE if the file is not a regular
+ *   file of that size (it changed), or -errno. Never called synchronously.
+ */
+export declare function readFileAt(dirfd: number, path: string, buffer: Buffer, callback: (res: number) => void): void;
+
 // ---------------------------------------------------------------------------
 // File writer: a layer's regular files created, filled and labelled on a thread of their own
 // (file_writer.c), in submission order, while JS parses the next tar entries.

@@ -39,6 +39,7 @@
 
 #include "digest.h"
 #include "file_writer.h"
+#include "read_file.h"
 #include "tree_summary.h"
 
 /* glibc >= 2.28 defines these in <stdio.h>; older headers do not. */
@@ -1379,6 +1380,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
                                  functions));
     CHECK(register_file_writer(env, exports));
     CHECK(register_digest(env, exports));
+    CHECK(register_read_file(env, exports));
     CHECK(register_tree_summary(env, exports));
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {
         napi_value v;
