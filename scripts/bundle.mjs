@@ -27,12 +27,36 @@ const classicLevelBinding = {
   },
 };
 
+/**
+ * string-width (yargs' and cliui's) builds an Intl.Segmenter and compiles Unicode-property regexps
+ * when it is loaded, and yargs lays out the help text at every command it runs (to have it ready
+ * should the command fail): ~50 ms of ICU start-up in every strata command. Each import of it gets
+ * a stand-in instead: printable ASCII is one column per character, as string-width counts it; any
+ * other text loads the real module (a require(), which esbuild evaluates lazily) and asks it.
+ */
+const lazyStringWidth = {
+  name: 'lazy-string-width',
+  setup(b) {
+    b.onResolve({ filter: /^string-width$/ }, async (args) => {
+      if (args.pluginData?.real === true) return undefined;
+      const real = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: { real: true } });
+      if (real.errors.length > 0) return { errors: real.errors };
+      return { path: real.path, namespace: 'lazy-string-width' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'lazy-string-width' }, (args) => ({
+      contents: `let real; export default function stringWidth(text, options) { if (typeof text === 'string' && /^[\\x20-\\x7e]*$/.test(text)) return text.length; real ??= require(${JSON.stringify(args.path)}).default; return real(text, options); }`,
+      loader: 'js',
+      resolveDir: root,
+    }));
+  },
+};
+
 const common = {
   bundle: true,
   platform: 'node',
   target: 'node20',
   external: ['fuse-native', 'node-gyp-build', 'classic-level/package.json'],
-  plugins: [classicLevelBinding],
+  plugins: [classicLevelBinding, lazyStringWidth],
   logLevel: 'warning',
 };
 
