@@ -10,12 +10,13 @@
 # and skopeo then umoci unpack (and a sync) gives a rootfs with the usual tools.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-B=${BENCH_DIR:-/var/tmp/strata-bench}/registry
+B=$(realpath -m "${BENCH_DIR:-/var/tmp/strata-bench}/registry")
 ROUNDS=${BENCH_ROUNDS:-3}
 TREE_TAR=${BENCH_DIR:-/var/tmp/strata-bench}/store/tree.tar
 # containers-storage's overlay driver bind-mounts its home onto itself; released after each pull
 # (and here, should an earlier run have been cut short).
-release_cs() { awk -v b="$B/" 'index($2, b) == 1 {print $2}' /proc/mounts | while read -r m; do umount "$m"; done; }
+# Deepest first (the reverse of /proc/mounts' order); one that will not go is detached.
+release_cs() { awk -v b="$B/" 'index($2, b) == 1 {print $2}' /proc/mounts | tac | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done; }
 release_cs
 rm -rf "$B" && mkdir -p "$B"
 if [ ! -f "$TREE_TAR" ]; then

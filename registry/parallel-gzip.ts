@@ -20,9 +20,9 @@ const SAMPLE = 16 << 10;
 const WORTH_IT = 0.9;
 
 function gzipAsync(data: Buffer, level: number): Promise<Buffer> {
-  // Room for the whole member in one output chunk (deflate's worst case is a few bytes per 16 KiB
-  // stored): with zlib's 16 KiB default, a 1 MiB block came back in 64 pieces, each a round trip
-  // through JS, then joined.
+  // Room for the whole member's deflate data in one output chunk (deflate's worst case is a few
+  // bytes per 16 KiB stored): with zlib's 16 KiB default, a 1 MiB block came back in 64 pieces,
+  // each a round trip through JS, then joined. Now it is the data and the trailer.
   const chunkSize = data.length + (data.length >> 8) + 1024;
   return new Promise((resolve, reject) => gzip(data, { level, chunkSize }, (err, out) => (err ? reject(err) : resolve(out))));
 }

@@ -670,6 +670,14 @@ t.test('readFileAt: a regular file of the size given, read whole on the threadpo
   tt.equal((await read('d', 0)).r, -E.ERANGE, 'a directory is not a regular file');
   tt.equal((await read('link', body.length)).r, -E.ELOOP, 'a final symlink is not followed');
   tt.equal((await read('missing', 1)).r, -E.ENOENT);
+  execFileSync('mkfifo', [path.join(dir, 'fifo')]);
+  tt.equal((await read('fifo', 10)).r, -E.ERANGE, 'a FIFO is refused without blocking');
+  // The job holds its own copy of the directory descriptor: closing the caller's at once is fine.
+  const own = fs.openSync(dir, C.O_RDONLY | C.O_DIRECTORY);
+  const early = new Promise<number>((resolve) => sys.readFileAt(own, 'f', Buffer.alloc(body.length), resolve));
+  fs.closeSync(own);
+  tt.equal(await early, body.length, 'read after the caller closed its descriptor');
+  tt.equal(await new Promise<number>((resolve) => sys.readFileAt(1 << 20, 'f', Buffer.alloc(1), resolve)), -E.EBADF, 'no such descriptor');
   tt.throws(() => sys.readFileAt(fd, 'f\0x', Buffer.alloc(1), () => {}), /bad path/, 'a NUL in the name');
   tt.throws(() => sys.readFileAt(fd, 'f', 'not a buffer' as unknown as Buffer, () => {}), TypeError);
 });

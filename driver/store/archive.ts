@@ -52,6 +52,8 @@ async function layerEntry(pack: Pack, store: LayerStore, layerId: string, name: 
   const src = await store.diff(layerId);
   // Checked while it streams: an archive never carries a layer that is not its DiffID.
   const hash = createHash('sha256');
+  // Settled either way, the layer's stream stops: its replay holds descriptors and reads ahead.
+  const settled = () => src.destroy();
   await new Promise<void>((resolve, reject) => {
     const sink = pack.entry({ name, size, mode: 0o100644, mtime, type: 'file' }, (err) => (err ? reject(err) : resolve()));
     let seen = 0;
@@ -71,7 +73,7 @@ async function layerEntry(pack: Pack, store: LayerStore, layerId: string, name: 
       // streamx's end() takes an optional last chunk; its types make it required.
       else (sink as unknown as { end(): void }).end();
     });
-  });
+  }).finally(settled);
 }
 
 /** The images' total layer bytes, for progress. */

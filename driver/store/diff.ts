@@ -191,12 +191,22 @@ class DiffWriter {
       await this.entry(h, body);
       return;
     }
-    await new Promise<void>((resolve, reject) => {
-      const sink = this.pack.entry(h, (err) => (err ? reject(err) : resolve()));
-      const src = Readable.from(fileChunks(fd, size));
-      src.on('error', reject);
-      src.pipe(sink as unknown as NodeJS.WritableStream);
-    });
+    const src = Readable.from(fileChunks(fd, size));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const sink = this.pack.entry(h, (err) => (err ? reject(err) : resolve()));
+        // The entry fails with the archive: someone must listen, or its error would crash.
+        sink.on('error', reject);
+        src.on('error', (err) => {
+          reject(err);
+          sink.destroy(err);
+        });
+        src.pipe(sink as unknown as NodeJS.WritableStream);
+      });
+    } finally {
+      // Whoever failed first, the file is not read any further (and its fd is closed).
+      src.destroy();
+    }
   }
 
   /** Entries other than files take no body (tar-stream refuses even an empty one). */

@@ -293,9 +293,12 @@ export declare function copyData(srcFd: number, dstFd: number, callback: (res: n
 /**
  * Read the regular file `path` (relative to `dirfd`, never through a final symlink) whole into
  * `buffer`, on the threadpool: open, fstat, read and close in one job. The file must be exactly
- * `buffer.length` bytes. `buffer` must not be touched until the callback.
+ * `buffer.length` bytes. `buffer` must not be touched until the callback. The job holds its own
+ * duplicate of `dirfd`, so the caller may close theirs at once.
  * @param callback receives the bytes read (`buffer.length`), -ERANGE if the file is not a regular
- *   file of that size (it changed), or -errno. Never called synchronously.
+ *   file of that size (it changed; a FIFO in its place does not block), -EBADF for a bad `dirfd`,
+ *   -ECANCELED if the job was cancelled, or -errno. Never called synchronously.
+ * @throws TypeError for bad arguments or a NUL in `path`; RangeError for a path of PATH_MAX or more.
  */
 export declare function readFileAt(dirfd: number, path: string, buffer: Buffer, callback: (res: number) => void): void;
 

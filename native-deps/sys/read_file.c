@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,7 +23,9 @@ typedef struct {
     napi_async_work work;
     napi_ref buffer; /* held until completion: the job writes into it */
     napi_ref callback;
-    int dirfd;
+    int dirfd; /* the job's own duplicate (or AT_FDCWD): the caller may close theirs meanwhile */
+    bool own_dirfd;
+    int dup_error; /* the caller's descriptor could not be duplicated: the job answers -this */
     char *path;
     void *data;
     size_t len;
@@ -39,7 +42,12 @@ static void read_execute(napi_env env, void *data)
 {
     (void)env; /* threadpool: no N-API calls here */
     read_job *j = data;
-    int fd = openat(j->dirfd, j->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (j->dup_error != 0) {
+        j->result = -j->dup_error;
+        return;
+    }
+    /* O_NONBLOCK: a FIFO put in the file's place must not hold this thread (S_ISREG refuses it). */
+    int fd = openat(j->dirfd, j->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         j->result = -errno;
         return;
@@ -79,12 +87,16 @@ static void read_complete(napi_env env, napi_status status, void *data)
     napi_delete_reference(env, j->buffer);
     napi_delete_reference(env, j->callback);
     napi_delete_async_work(env, j->work);
+    if (j->own_dirfd)
+        close(j->dirfd);
     free(j->path);
     free(j);
 }
 
 static void free_job(napi_env env, read_job *j)
 {
+    if (j->own_dirfd)
+        close(j->dirfd);
     if (j->buffer != NULL)
         napi_delete_reference(env, j->buffer);
     if (j->callback != NULL)
@@ -120,7 +132,15 @@ static napi_value ReadFileAt(napi_env env, napi_callback_info info)
         free(j);
         return throw_msg(env, "strata_sys: out of memory");
     }
-    j->dirfd = dirfd;
+    /* AT_FDCWD stays as it is; any other directory is duplicated for the job's lifetime. */
+    j->dirfd = AT_FDCWD;
+    if (dirfd != AT_FDCWD) {
+        j->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+        if (j->dirfd < 0)
+            j->dup_error = errno;
+        else
+            j->own_dirfd = true;
+    }
     if (napi_get_value_string_utf8(env, argv[1], j->path, path_len + 1, &path_len) != napi_ok ||
         strlen(j->path) != path_len) { /* a NUL inside the name would open another file */
         free_job(env, j);
