@@ -111,7 +111,10 @@ t.test('save and export to a full disk fail, and leave no file behind', async (t
   mkdirSync(full);
   must(`mount -t tmpfs -o size=256k strata-test-full ${full}`);
   t.teardown(() => void sh(`umount -l ${full}`));
-  for (const [verb, args] of [['save', ['save', 'app:v1']], ['export', ['export', 'app:v1']]] as const) {
+  // Files over 1 MiB take another path through export (streamed, not read whole).
+  must(`mkdir -p ${base}/big && head -c 3M /dev/urandom > ${base}/big/blob && tar -C ${base}/big -cf ${base}/big.tar .`);
+  ok(t, s('import', `${base}/big.tar`, 'big:v1'), 'import a tree with a large file');
+  for (const [verb, args] of [['save', ['save', 'app:v1']], ['export', ['export', 'app:v1']], ['export of a large file', ['export', 'big:v1']]] as const) {
     const r = s(...args, '-o', `${full}/out.tar`);
     t.not(r.code, 0, `${verb} exits non-zero`);
     t.match(r.stderr, /ENOSPC|no space|takes no more data/i, `${verb} says why (${r.stderr.trim()})`);
