@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "digest.h"
+#include "napi_error.h"
 
 typedef struct {
     EVP_MD_CTX *ctx;
@@ -32,12 +33,6 @@ typedef struct {
     size_t len;
     int ok;
 } update_job;
-
-static napi_value throw_error(napi_env env, const char *msg)
-{
-    napi_throw_error(env, NULL, msg);
-    return NULL;
-}
 
 static void digest_finalize(napi_env env, void *data, void *hint)
 {
@@ -71,11 +66,11 @@ static napi_value DigestOpen(napi_env env, napi_callback_info info)
         if (d != NULL)
             EVP_MD_CTX_free(d->ctx);
         free(d);
-        return throw_error(env, "strata_sys: cannot start a SHA-256 digest");
+        return throw_msg(env, "strata_sys: cannot start a SHA-256 digest");
     }
     if (napi_create_external(env, d, digest_finalize, NULL, &ext) != napi_ok) {
         digest_finalize(env, d, NULL);
-        return throw_error(env, "strata_sys: napi_create_external failed");
+        return throw_msg(env, "strata_sys: napi_create_external failed");
     }
     return ext;
 }
@@ -110,7 +105,7 @@ static napi_value DigestUpdate(napi_env env, napi_callback_info info)
     bool is_buf = false;
     napi_valuetype cbt;
     if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3)
-        return throw_error(env, "strata_sys: digestUpdate(d, chunk, callback)");
+        return throw_msg(env, "strata_sys: digestUpdate(d, chunk, callback)");
     digest *d = get_digest(env, argv[0]);
     if (d == NULL)
         return NULL;
@@ -120,15 +115,15 @@ static napi_value DigestUpdate(napi_env env, napi_callback_info info)
         return NULL;
     }
     if (d->busy || d->finished)
-        return throw_error(env, d->busy ? "strata_sys: digestUpdate while another update runs" : "strata_sys: digest already finished");
+        return throw_msg(env, d->busy ? "strata_sys: digestUpdate while another update runs" : "strata_sys: digest already finished");
     update_job *j = calloc(1, sizeof *j);
     if (j == NULL)
-        return throw_error(env, "strata_sys: out of memory");
+        return throw_msg(env, "strata_sys: out of memory");
     j->d = d;
     void *data;
     if (napi_get_buffer_info(env, argv[1], &data, &j->len) != napi_ok) {
         free(j);
-        return throw_error(env, "strata_sys: napi_get_buffer_info failed");
+        return throw_msg(env, "strata_sys: napi_get_buffer_info failed");
     }
     j->data = data;
     /* The chunk and, through an array holding both, the digest stay alive until completion. */
@@ -137,26 +132,26 @@ static napi_value DigestUpdate(napi_env env, napi_callback_info info)
         napi_set_element(env, holder, 1, argv[0]) != napi_ok ||
         napi_create_reference(env, holder, 1, &j->chunk) != napi_ok) {
         free(j);
-        return throw_error(env, "strata_sys: cannot hold the chunk");
+        return throw_msg(env, "strata_sys: cannot hold the chunk");
     }
     if (napi_create_reference(env, argv[2], 1, &j->callback) != napi_ok) {
         napi_delete_reference(env, j->chunk);
         free(j);
-        return throw_error(env, "strata_sys: cannot hold the callback");
+        return throw_msg(env, "strata_sys: cannot hold the callback");
     }
     if (napi_create_string_utf8(env, "strata_sys.digestUpdate", NAPI_AUTO_LENGTH, &name) != napi_ok ||
         napi_create_async_work(env, NULL, name, update_execute, update_complete, j, &j->work) != napi_ok) {
         napi_delete_reference(env, j->chunk);
         napi_delete_reference(env, j->callback);
         free(j);
-        return throw_error(env, "strata_sys: napi_create_async_work failed");
+        return throw_msg(env, "strata_sys: napi_create_async_work failed");
     }
     if (napi_queue_async_work(env, j->work) != napi_ok) {
         napi_delete_async_work(env, j->work);
         napi_delete_reference(env, j->chunk);
         napi_delete_reference(env, j->callback);
         free(j);
-        return throw_error(env, "strata_sys: napi_queue_async_work failed");
+        return throw_msg(env, "strata_sys: napi_queue_async_work failed");
     }
     d->busy = true;
     napi_get_undefined(env, &undefined);
@@ -172,19 +167,19 @@ static napi_value DigestFinish(napi_env env, napi_callback_info info)
     unsigned int mdlen = 0;
     char hex[2 * EVP_MAX_MD_SIZE + 1];
     if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
-        return throw_error(env, "strata_sys: napi_get_cb_info failed");
+        return throw_msg(env, "strata_sys: napi_get_cb_info failed");
     digest *d = get_digest(env, argc > 0 ? argv[0] : NULL);
     if (d == NULL)
         return NULL;
     if (d->busy || d->finished)
-        return throw_error(env, d->busy ? "strata_sys: digestFinish while an update runs" : "strata_sys: digest already finished");
+        return throw_msg(env, d->busy ? "strata_sys: digestFinish while an update runs" : "strata_sys: digest already finished");
     d->finished = true;
     if (EVP_DigestFinal_ex(d->ctx, md, &mdlen) != 1)
-        return throw_error(env, "strata_sys: EVP_DigestFinal_ex failed");
+        return throw_msg(env, "strata_sys: EVP_DigestFinal_ex failed");
     for (unsigned i = 0; i < mdlen; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     if (napi_create_string_utf8(env, hex, 2 * mdlen, &r) != napi_ok)
-        return throw_error(env, "strata_sys: cannot return the digest");
+        return throw_msg(env, "strata_sys: cannot return the digest");
     return r;
 }
 

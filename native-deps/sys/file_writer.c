@@ -34,6 +34,7 @@
 #include <node_api.h>
 
 #include "file_writer.h"
+#include "napi_error.h"
 
 #define WRITER_MAX_PENDING ((size_t)16 << 20)
 #define WRITER_WAKE_BATCH ((size_t)1 << 20)
@@ -239,12 +240,6 @@ static void writer_finalize(napi_env env, void *data, void *hint)
 
 /* ------------------------------------------------------------------------ */
 /* N-API side                                                                */
-
-static napi_value throw_msg(napi_env env, const char *msg)
-{
-    napi_throw_error(env, NULL, msg);
-    return NULL;
-}
 
 static napi_value int_value(napi_env env, int32_t v)
 {

@@ -18,6 +18,7 @@
 #include <node_api.h>
 
 #include "read_file.h"
+#include "napi_error.h"
 
 typedef struct {
     napi_async_work work;
@@ -31,12 +32,6 @@ typedef struct {
     size_t len;
     int64_t result;
 } read_job;
-
-static napi_value throw_msg(napi_env env, const char *msg)
-{
-    napi_throw_error(env, NULL, msg);
-    return NULL;
-}
 
 static void read_execute(napi_env env, void *data)
 {
