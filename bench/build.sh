@@ -9,7 +9,8 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 B=${BENCH_DIR:-/var/tmp/strata-bench}/build
 ROUNDS=${BENCH_ROUNDS:-3}
 DOCKER=/usr/bin/docker
-rm -rf "$B" && mkdir -p "$B"
+. "$HERE/bench/fresh-dir.sh"
+fresh_dir "$B"
 SOCK=$B/docker.sock
 
 cleanup() {
@@ -63,32 +64,37 @@ cp -r "$HERE/examples/app" "$EXAMPLE"
 ms() { local s e; s=$(date +%s%N); "$@" > /dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
 median() { sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p"; }
 
-# build BUILDER CONTEXT CHANGE_FILE: prints "cold unchanged changed" medians.
-build() {
-  local who=$1 ctx=$2 file=$3 cold=() same=() changed=()
-  local cmd
+# One round of BUILDER on CONTEXT: a cold build, an unchanged rebuild and a rebuild after a change
+# to CHANGE_FILE, each appended to SAMPLES[NAME/BUILDER/step].
+declare -A SAMPLES
+round() {
+  local who=$1 ctx=$2 file=$3 name=$4 cmd
   case $who in
     strata) cmd=(strata --root "$STORE" build -t "bench:$who" "$ctx") ;;
     classic) cmd=(env DOCKER_BUILDKIT=0 "$DOCKER" -H "unix://$SOCK" build --network none -t "bench:$who" "$ctx") ;;
     buildkit) cmd=(env DOCKER_BUILDKIT=1 "$DOCKER" -H "unix://$SOCK" build --network none -t "bench:$who" "$ctx") ;;
   esac
-  for r in $(seq "$ROUNDS"); do
-    echo "version=$r-$RANDOM" > "$ctx/$file"
-    cold+=("$(ms "${cmd[@]}" --no-cache)")
-    same+=("$(ms "${cmd[@]}")")
-    echo "changed=$r-$RANDOM" >> "$ctx/$file"
-    changed+=("$(ms "${cmd[@]}")")
-  done
-  echo "$(printf '%s\n' "${cold[@]}" | median) $(printf '%s\n' "${same[@]}" | median) $(printf '%s\n' "${changed[@]}" | median)"
+  echo "version=$RANDOM-$RANDOM" > "$ctx/$file"
+  SAMPLES[$name/$who/cold]+="$(ms "${cmd[@]}" --no-cache) "
+  SAMPLES[$name/$who/same]+="$(ms "${cmd[@]}") "
+  echo "changed=$RANDOM" >> "$ctx/$file"
+  SAMPLES[$name/$who/changed]+="$(ms "${cmd[@]}") "
 }
+med() { printf '%s\n' ${SAMPLES[$1]} | median; }
 
 echo "| Dockerfile | step | strata ms | classic builder ms | BuildKit ms | strata / BuildKit | target |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | --- |"
+# Each builder's rounds in a row, each builder starting after a pause (see fresh-dir.sh): none
+# meets the inodes another one just freed.
 for pair in "example:$EXAMPLE:conf/app.conf" "5k files:$GEN:config.txt"; do
   IFS=: read -r name ctx file <<< "$pair"
-  read -r sc ss sx < <(build strata "$ctx" "$file")
-  read -r cc cs cx < <(build classic "$ctx" "$file")
-  read -r kc ks kx < <(build buildkit "$ctx" "$file")
+  for who in strata classic buildkit; do
+    settle
+    for _ in $(seq "$ROUNDS"); do round "$who" "$ctx" "$file" "$name"; done
+  done
+  sc=$(med "$name/strata/cold"); ss=$(med "$name/strata/same"); sx=$(med "$name/strata/changed")
+  cc=$(med "$name/classic/cold"); cs=$(med "$name/classic/same"); cx=$(med "$name/classic/changed")
+  kc=$(med "$name/buildkit/cold"); ks=$(med "$name/buildkit/same"); kx=$(med "$name/buildkit/changed")
   ratio() { echo "scale=2; $1 / $2" | bc; }
   echo "| $name | cold | $sc | $cc | $kc | $(ratio "$sc" "$kc") | 2 |"
   echo "| $name | unchanged rebuild | $ss | $cs | $ks | $(ratio "$ss" "$ks") | < 300 ms |"

@@ -9,7 +9,8 @@ B=${BENCH_DIR:-/var/tmp/strata-bench}/docker-driver
 ROUNDS=${BENCH_ROUNDS:-3}
 DOCKER=/usr/bin/docker
 NAME=strata-bench-$$
-rm -rf "$B" && mkdir -p "$B"
+. "$HERE/bench/fresh-dir.sh"
+fresh_dir "$B"
 
 SERVER_PID=
 cleanup() {

@@ -18,7 +18,8 @@ TREE_TAR=${BENCH_DIR:-/var/tmp/strata-bench}/store/tree.tar
 # Deepest first (the reverse of /proc/mounts' order); one that will not go is detached.
 release_cs() { awk -v b="$B/" 'index($2, b) == 1 {print $2}' /proc/mounts | tac | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done; }
 release_cs
-rm -rf "$B" && mkdir -p "$B"
+. "$HERE/bench/fresh-dir.sh"
+fresh_dir "$B"
 if [ ! -f "$TREE_TAR" ]; then
   echo "the store benchmark's tree is missing: run bash bench/store.sh first" >&2
   exit 1
