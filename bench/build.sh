@@ -9,7 +9,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 B=${BENCH_DIR:-/var/tmp/strata-bench}/build
 ROUNDS=${BENCH_ROUNDS:-3}
 DOCKER=/usr/bin/docker
-. "$HERE/bench/fresh-dir.sh"
+. "$HERE/bench/lib.sh"
 fresh_dir "$B"
 SOCK=$B/docker.sock
 
@@ -61,8 +61,6 @@ DF
 EXAMPLE=$B/ctx-example
 cp -r "$HERE/examples/app" "$EXAMPLE"
 
-ms() { local s e; s=$(date +%s%N); "$@" > /dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
-median() { sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p"; }
 
 # One round of BUILDER on CONTEXT: a cold build, an unchanged rebuild and a rebuild after a change
 # to CHANGE_FILE, each appended to SAMPLES[NAME/BUILDER/step].
@@ -84,7 +82,7 @@ med() { printf '%s\n' ${SAMPLES[$1]} | median; }
 
 echo "| Dockerfile | step | strata ms | classic builder ms | BuildKit ms | strata / BuildKit | target |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | --- |"
-# Each builder's rounds in a row, each builder starting after a pause (see fresh-dir.sh): none
+# Each builder's rounds in a row, each builder starting after a pause (see lib.sh): none
 # meets the inodes another one just freed.
 for pair in "example:$EXAMPLE:conf/app.conf" "5k files:$GEN:config.txt"; do
   IFS=: read -r name ctx file <<< "$pair"
@@ -95,8 +93,8 @@ for pair in "example:$EXAMPLE:conf/app.conf" "5k files:$GEN:config.txt"; do
   sc=$(med "$name/strata/cold"); ss=$(med "$name/strata/same"); sx=$(med "$name/strata/changed")
   cc=$(med "$name/classic/cold"); cs=$(med "$name/classic/same"); cx=$(med "$name/classic/changed")
   kc=$(med "$name/buildkit/cold"); ks=$(med "$name/buildkit/same"); kx=$(med "$name/buildkit/changed")
-  ratio() { echo "scale=2; $1 / $2" | bc; }
-  echo "| $name | cold | $sc | $cc | $kc | $(ratio "$sc" "$kc") | 2 |"
-  echo "| $name | unchanged rebuild | $ss | $cs | $ks | $(ratio "$ss" "$ks") | < 300 ms |"
-  echo "| $name | one file changed | $sx | $cx | $kx | $(ratio "$sx" "$kx") | 2 |"
+  quotient() { echo "scale=2; $1 / $2" | bc; }
+  echo "| $name | cold | $sc | $cc | $kc | $(quotient "$sc" "$kc") | 2 |"
+  echo "| $name | unchanged rebuild | $ss | $cs | $ks | $(quotient "$ss" "$ks") | < 300 ms |"
+  echo "| $name | one file changed | $sx | $cx | $kx | $(quotient "$sx" "$kx") | 2 |"
 done

@@ -9,7 +9,7 @@ B=${BENCH_DIR:-/var/tmp/strata-bench}/docker-driver
 ROUNDS=${BENCH_ROUNDS:-3}
 DOCKER=/usr/bin/docker
 NAME=strata-bench-$$
-. "$HERE/bench/fresh-dir.sh"
+. "$HERE/bench/lib.sh"
 fresh_dir "$B"
 
 SERVER_PID=
@@ -46,8 +46,6 @@ start fuse-overlayfs --storage-driver fuse-overlayfs
 
 CTX=$B/ctx
 cp -r "$HERE/examples/app" "$CTX"
-ms() { local s e; s=$(date +%s%N); "$@" > /dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
-median() { sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p"; }
 
 measure() { # driver -> "cold cached changed run"
   local d=$1 cold=() same=() changed=() runs=()
@@ -66,10 +64,10 @@ measure() { # driver -> "cold cached changed run"
 read -r sc ss sx sr < <(measure strata)
 read -r oc os ox or < <(measure overlay2)
 read -r fc fs fx fr < <(measure fuse-overlayfs)
-ratio() { echo "scale=2; $1 / $2" | bc; }
+quotient() { echo "scale=2; $1 / $2" | bc; }
 echo "| step (examples/app, classic builder) | strata plugin ms | overlay2 ms | fuse-overlayfs ms | strata / fuse-overlayfs | strata / overlay2 |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-echo "| cold build | $sc | $oc | $fc | $(ratio "$sc" "$fc") | $(ratio "$sc" "$oc") |"
-echo "| cached rebuild | $ss | $os | $fs | $(ratio "$ss" "$fs") | $(ratio "$ss" "$os") |"
-echo "| one file changed | $sx | $ox | $fx | $(ratio "$sx" "$fx") | $(ratio "$sx" "$ox") |"
-echo "| docker run --rm IMAGE true | $sr | $or | $fr | $(ratio "$sr" "$fr") | $(ratio "$sr" "$or") |"
+echo "| cold build | $sc | $oc | $fc | $(quotient "$sc" "$fc") | $(quotient "$sc" "$oc") |"
+echo "| cached rebuild | $ss | $os | $fs | $(quotient "$ss" "$fs") | $(quotient "$ss" "$os") |"
+echo "| one file changed | $sx | $ox | $fx | $(quotient "$sx" "$fx") | $(quotient "$sx" "$ox") |"
+echo "| docker run --rm IMAGE true | $sr | $or | $fr | $(quotient "$sr" "$fr") | $(quotient "$sr" "$or") |"

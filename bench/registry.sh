@@ -18,7 +18,7 @@ TREE_TAR=${BENCH_DIR:-/var/tmp/strata-bench}/store/tree.tar
 # Deepest first (the reverse of /proc/mounts' order); one that will not go is detached.
 release_cs() { awk -v b="$B/" 'index($2, b) == 1 {print $2}' /proc/mounts | tac | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done; }
 release_cs
-. "$HERE/bench/fresh-dir.sh"
+. "$HERE/bench/lib.sh"
 fresh_dir "$B"
 if [ ! -f "$TREE_TAR" ]; then
   echo "the store benchmark's tree is missing: run bash bench/store.sh first" >&2
@@ -67,9 +67,6 @@ one() { # name cmd
   t1=$(date +%s%N)
   SAMPLES[$1]+="$(( (t1 - t0) / 1000000 )) $(tail -1 "$B/rss")"$'\n'
 }
-pick() { printf '%s' "${SAMPLES[$1]}" | awk 'NF' | sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p"; }
-times() { printf '%s' "${SAMPLES[$1]}" | awk 'NF {print $1}'; }
-ratio() { paste <(times "$1") <(times "$2") | awk '{printf "%.2f\n", $1 / $2}' | sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p"; }
 
 for r in $(seq "$ROUNDS"); do
   start_registry "$r"

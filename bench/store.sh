@@ -4,6 +4,8 @@
 # RSS per step (median of $BENCH_ROUNDS by time), and strata's throughput as a fraction of tar's.
 # Target: at least half of tar's throughput, memory flat. `make bench` runs it after the mounts.
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+. "$HERE/bench/lib.sh"
 B=${BENCH_DIR:-/var/tmp/strata-bench}/store
 ROUNDS=${BENCH_ROUNDS:-5}
 mkdir -p "$B"
@@ -51,7 +53,6 @@ one() { # name cmd [prep]: appends "ms rss_kb" to SAMPLES[name]
   t1=$(date +%s%N)
   SAMPLES[$name]+="$(( (t1 - t0) / 1000000 )) $(tail -1 "$B/rss")"$'\n'
 }
-median() { sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p"; }
 for r in $(seq "$ROUNDS"); do
   one tar-x "tar -C $B/out/tx$r -xf $B/tree.tar" "mkdir $B/out/tx$r"
   # strata import is durable (flushed before it is recorded); this is tar with the same promise.
@@ -62,11 +63,6 @@ for r in $(seq "$ROUNDS"); do
   one export "strata --root $R/import1 export bench:1 -o $B/out/e$r.tar"
   one skopeo "skopeo copy -q docker-archive:$B/out/s1.tar oci:$B/out/sk$r:bench"
 done
-times() { printf '%s' "${SAMPLES[$1]}" | awk 'NF {print $1}'; }
-# The median sample of a step (by time): "ms rss_kb".
-pick() { printf '%s' "${SAMPLES[$1]}" | awk 'NF' | sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p"; }
-# Median over rounds of reference ms / strata ms.
-ratio() { paste <(times "$1") <(times "$2") | awk '{printf "%.2f\n", $1 / $2}' | median; }
 
 row() { # name "ms rss"
   local ms rss
