@@ -33,7 +33,9 @@ PY
 fi
 SIZE=$(stat -c %s "$B/tree.tar")
 R=$B/root
-rm -rf "$R" "$B/out" && mkdir -p "$B/out" "$R"
+# A previous run's leftovers go first, and their inodes are given time to become allocatable.
+if [ -e "$R" ] || [ -e "$B/out" ]; then rm -rf "$R" "$B/out"; settle; fi
+mkdir -p "$B/out" "$R"
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
 # One sample of each step per round, the steps interleaved (tar -x, import, tar -c, save, export,

@@ -122,6 +122,36 @@ t.test('save and export to a full disk fail, and leave no file behind', async (t
   }
 });
 
+t.test('import into a store on a full disk fails, lists nothing and leaves the store consistent', async (t) => {
+  const base = tempDir(t);
+  const root = join(base, 'full');
+  mkdirSync(root);
+  must(`mount -t tmpfs -o size=512k,nr_inodes=100k strata-test-full ${root}`);
+  t.teardown(() => void sh(`umount -l ${root}`));
+  const s = (...args: string[]): Result => strata(['--root', join(root, 'store'), ...args]);
+  ok(t, s('images'), 'a store on the small disk');
+  // Data that does not fit: the file writer meets ENOSPC.
+  must(`mkdir -p ${base}/big && head -c 3M /dev/urandom > ${base}/big/blob && tar -C ${base}/big -cf ${base}/big.tar .`);
+  // Files with no data but long random names: on tmpfs they take no pages, so what fills the disk
+  // is the layer's tar-split (its headers), written while the layer unpacks.
+  must(`python3 -c '
+import io, os, tarfile, sys
+with tarfile.open(sys.argv[1], "w", format=tarfile.USTAR_FORMAT) as t:
+    for i in range(15000):
+        t.addfile(tarfile.TarInfo(os.urandom(40).hex()[:90]))
+' ${base}/names.tar`);
+  for (const [what, tar] of [['file data', 'big.tar'], ['the tar-split', 'names.tar']] as const) {
+    const r = s('import', `${base}/${tar}`, 'x:1');
+    t.not(r.code, 0, `${what}: non-zero exit`);
+    t.match(r.stderr, /ENOSPC|no space/i, `${what}: says why (${r.stderr.trim()})`);
+    t.notMatch(r.stderr, /internal error/, `${what}: an error, not a crash`);
+    t.equal(s('images', '-q').stdout.trim(), '', `${what}: no image listed`);
+    t.equal(s('layers').stdout.trim().split('\n').length, 1, `${what}: no layer listed (only the heading)`);
+    t.same(must(`ls -A ${root}/store/tmp`), '', `${what}: nothing left unpacked`);
+    ok(t, s('check'), `${what}: strata check passes`);
+  }
+});
+
 t.test('save of a layer whose files changed on disk fails and leaves no file', async (t) => {
   const { base, s } = newStore(t);
   rootfs(join(base, 'r'));

@@ -651,6 +651,21 @@ t.test('digest: SHA-256 of chunks hashed in order on the threadpool', async (tt)
   tt.equal(sys.digestFinish(busy), crypto.createHash('sha256').update(Buffer.alloc(MiB)).digest('hex'));
 });
 
+t.test('digest: an update may carry a list of chunks, hashed in list order', async (tt) => {
+  const chunks = [Buffer.from('a'), Buffer.alloc(0), Buffer.alloc(2 * MiB, 7), crypto.randomBytes(513)];
+  const d = sys.digestOpen();
+  tt.equal(await new Promise<boolean>((resolve) => sys.digestUpdate(d, chunks, resolve)), true);
+  tt.equal(await new Promise<boolean>((resolve) => sys.digestUpdate(d, [], resolve)), true, 'an empty list hashes nothing');
+  tt.equal(await new Promise<boolean>((resolve) => sys.digestUpdate(d, Buffer.from('z'), resolve)), true);
+  const want = crypto.createHash('sha256');
+  for (const c of chunks) want.update(c);
+  tt.equal(sys.digestFinish(d), want.update('z').digest('hex'));
+  const other = sys.digestOpen();
+  tt.throws(() => sys.digestUpdate(other, [Buffer.from('x'), 'y' as unknown as Buffer], () => {}), /must be a Buffer/, 'every element is checked');
+  tt.equal(await new Promise<boolean>((resolve) => sys.digestUpdate(other, [Buffer.from('x')], resolve)), true, 'a refused list starts no job');
+  tt.equal(sys.digestFinish(other), crypto.createHash('sha256').update('x').digest('hex'));
+});
+
 t.test('readFileAt: a regular file of the size given, read whole on the threadpool', async (tt) => {
   const { dir, fd } = scratch('readfile');
   const body = crypto.randomBytes(70000);

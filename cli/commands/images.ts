@@ -31,6 +31,9 @@ export async function withStore<T>(root: string | undefined, fn: (images: Images
     return await fn(new Images(store), store);
   } catch (err) {
     if (err instanceof StoreError || err instanceof LayerFormatError) throw new UserError(err.message);
+    const e = err as NodeJS.ErrnoException;
+    // The file system's refusal (a full disk, a read-only store) is the user's to fix, not a bug.
+    if (typeof e?.code === 'string' && typeof e.syscall === 'string') throw new UserError(e.message);
     throw err;
   } finally {
     await store.close();

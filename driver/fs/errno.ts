@@ -4,6 +4,7 @@
  * in one place (errnoOf). Syscall helpers answer negative errnos; check() lifts them into FsErrors.
  */
 import { constants } from 'node:os';
+import { getSystemErrorMap } from 'node:util';
 
 export const E = constants.errno;
 
@@ -21,6 +22,12 @@ const names = new Map<number, string>(Object.entries(E).map(([k, v]) => [v, k]))
 
 export function errnoName(errno: number): string {
   return names.get(Math.abs(errno)) ?? `E${Math.abs(errno)}`;
+}
+
+/** "ENOSPC (no space left on device)": an errno for a message a person reads. */
+export function errnoText(errno: number): string {
+  const known = getSystemErrorMap().get(-Math.abs(errno));
+  return known === undefined ? errnoName(errno) : `${known[0]} (${known[1]})`;
 }
 
 const shared = new Map<number, FsError>();

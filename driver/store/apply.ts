@@ -16,7 +16,8 @@ import type { Readable } from 'node:stream';
 import { extract as tarExtract, type Header } from 'tar-stream';
 import { sys } from '../native/sys.js';
 import type { FileWriter, WriterFailure } from '../../native-deps/sys/index.js';
-import { errnoName } from '../fs/errno.js';
+import { errnoName, errnoText } from '../fs/errno.js';
+import { StoreError } from './errors.js';
 import { OPAQUE_MARKER, WH_PREFIX, XATTR_OPAQUE, isPrivateXattr, makeWhiteout } from '../fs/encoding.js';
 import { closeLayerStack, openLayerStack, type LayerStack } from '../fs/layers.js';
 import { newStat, S, S_IFBLK, S_IFCHR, S_IFIFO } from '../fs/stat.js';
@@ -28,6 +29,11 @@ import { installBinarySafePax, XATTR_PAX_PREFIX } from './pax.js';
 import { SplitWriter, TarLayoutError, TarSplitter, type Segment } from './tar-split.js';
 
 export class LayerFormatError extends Error {}
+
+/** A system call on the layer being unpacked failed (a full disk, say): the user's to fix. */
+function unpackFailure(what: string, errno: number): StoreError {
+  return new StoreError(`cannot unpack the layer: ${what}: ${errnoText(errno)}`);
+}
 
 export interface ApplyResult {
   diffId: Digest;
@@ -136,13 +142,13 @@ class Unpacker {
   }
 
   private throwFailure(failure: WriterFailure | null): void {
-    if (failure !== null) throw new Error(`${failure[1]} ${failure[2]}: ${errnoName(failure[0])}`);
+    if (failure !== null) throw unpackFailure(`${failure[1]} ${failure[2]}`, failure[0]);
   }
 
   /** A submit's answer: 1 means an earlier file failed (thrown by settle), < 0 this one. */
   private submitted(r: number, what: string): void {
     if (r === 1) this.settle();
-    else if (r < 0) throw new Error(`${what}: ${errnoName(-r)}`);
+    else if (r < 0) throw unpackFailure(what, -r);
   }
 
   /** Stop the file writer after what it was given; its failure is thrown unless `quiet`. */
@@ -207,7 +213,7 @@ class Unpacker {
   }
 
   private check(r: number, what: string): number {
-    if (r < 0) throw new Error(`${what}: ${errnoName(-r)}`);
+    if (r < 0) throw unpackFailure(what, -r);
     return r;
   }
 
@@ -566,11 +572,12 @@ async function unpack(input: Readable, target: string, lowers: string[], splitPa
     store(segments);
     if (payloadsStored !== unpacker.payloads.length) throw new LayerFormatError('the tar layout is not understood (its entries are ambiguous); not stored');
     splitClosed = true;
-    splitWriter.close();
+    await splitWriter.close();
     return { diffId, tarBytes: bytes, size: unpacker.size };
   } finally {
     unpacker.close(true);
-    if (!splitClosed) splitWriter.close();
+    // Its writes may still be running: the descriptor closes after them.
+    if (!splitClosed) await splitWriter.close().catch(() => undefined);
     if (stack !== null) closeLayerStack(stack);
     sys.close(fd);
   }

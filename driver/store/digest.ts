@@ -40,8 +40,8 @@ export const EMPTY_LAYER_DIFF_ID: Digest = sha256(Buffer.alloc(1024));
  * SHA-256 of a stream, hashed on the threadpool while the caller goes on (a layer's DiffID costs
  * the JS thread ~0.2 s per 200 MB otherwise). Chunks are hashed in order, one job at a time, and
  * must not change after update(); `drained` calls back once all are hashed. What arrives while a
- * job runs goes into the next job as one buffer: a tar made in memory comes in thousands of
- * 512-byte pieces, and a threadpool job each would cost far more than the hashing.
+ * job runs goes into the next job, as a list: a tar made in memory comes in thousands of 512-byte
+ * pieces, and a threadpool job each would cost far more than the hashing.
  */
 export class BackgroundDigest {
   private readonly d = sys.digestOpen();
@@ -67,7 +67,7 @@ export class BackgroundDigest {
     }
     this.queue = [];
     this.running = true;
-    sys.digestUpdate(this.d, batch.length === 1 ? batch[0]! : Buffer.concat(batch), (ok) => {
+    sys.digestUpdate(this.d, batch.length === 1 ? batch[0]! : batch, (ok) => {
       if (!ok) this.failed = true;
       this.next();
     });

@@ -9,10 +9,11 @@
  * The splitter only finds block boundaries; tar-stream does the real parsing beside it. Both walk
  * the same bytes in the same order, so the n-th entry of one is the n-th entry of the other.
  */
-import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, write } from 'node:fs';
 import { Transform, type TransformCallback } from 'node:stream';
-import { createGunzip, gzipSync } from 'node:zlib';
+import { createGunzip, gzip } from 'node:zlib';
 import { BackgroundDigest, type Digest } from './digest.js';
+import { StoreError } from './errors.js';
 
 export type Segment = { raw: Buffer } | { entry: number; size: number };
 
@@ -215,12 +216,28 @@ export type StoredSegment = { raw: Buffer } | { path: string; size: number };
  */
 const MEMBER = 1 << 20;
 
-/** Writes a split to a file as it is produced, so memory does not grow with the layer. */
+function gzipMember(records: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => gzip(records, { level: 1 }, (err, out) => (err ? reject(err) : resolve(out))));
+}
+
+function writeAt(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+/**
+ * Writes a split to a file as it is produced, so memory does not grow with the layer. Members
+ * are compressed and written on the threadpool (in order), not on the thread that parses the tar.
+ */
 export class SplitWriter {
   private readonly fd: number;
   /** Records not yet compressed, encoded in place: no allocation per record. */
   private buf = Buffer.allocUnsafe(2 * MEMBER);
   private used = 0;
+  private written = 0;
+  /** The members handed off so far, each written after the one before it. */
+  private tail: Promise<void> = Promise.resolve();
+  private failure: unknown = null;
+  private closed = false;
 
   constructor(path: string) {
     this.fd = openSync(path, 'wx', 0o600);
@@ -254,19 +271,47 @@ export class SplitWriter {
         this.used += 13 + len;
       }
     }
-    if (this.used >= MEMBER) this.flush();
+    if (this.used >= MEMBER) this.handOff();
   }
 
-  private flush(): void {
+  /** Compress the records so far as one member (starting now) and queue its write. */
+  private handOff(): void {
     if (this.used === 0) return;
-    const member = gzipSync(this.buf.subarray(0, this.used), { level: 1 });
-    for (let off = 0; off < member.length; ) off += writeSync(this.fd, member, off);
+    const member = gzipMember(this.buf.subarray(0, this.used));
+    // Handled at once: its turn in the chain below may come after it failed.
+    member.catch(() => undefined);
+    this.buf = Buffer.allocUnsafe(2 * MEMBER);
     this.used = 0;
+    // A failed member is awaited here too, so its rejection is never left unheard.
+    this.tail = this.tail.then(async () => {
+      let bytes: Buffer;
+      try {
+        bytes = await member;
+      } catch (err) {
+        this.failure ??= err;
+        return;
+      }
+      if (this.failure !== null) return;
+      try {
+        for (let off = 0; off < bytes.length; ) {
+          const n = await writeAt(this.fd, bytes, off, bytes.length - off, this.written);
+          off += n;
+          this.written += n;
+        }
+      } catch (err) {
+        this.failure ??= err;
+      }
+    });
   }
 
-  close(): void {
+  /** Write what is left and close the file; rejects (a StoreError) with the first failure. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     try {
-      this.flush();
+      this.handOff();
+      await this.tail;
+      if (this.failure !== null) throw new StoreError(`cannot store the layer's tar-split: ${(this.failure as Error).message}`);
     } finally {
       closeSync(this.fd);
     }

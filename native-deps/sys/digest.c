@@ -3,12 +3,14 @@
  *
  * A layer's DiffID is the digest of its whole tar. Hashing 200 MB costs the JS thread ~0.2 s
  * that it needs for parsing; here each chunk is hashed by a threadpool job while the caller goes
- * on. The caller passes chunks one at a time (the next after the previous one's callback), so the
- * order is kept and at most one job touches the context. The chunk is referenced, not copied:
- * it must not change until its callback. OpenSSL is Node's own (the addon links against the
+ * on. The caller passes chunks one update at a time (the next after the previous one's callback),
+ * so the order is kept and at most one job touches the context. An update takes one Buffer or an
+ * array of them (what arrived while the previous job ran, hashed without joining them first).
+ * Chunks are referenced, not copied: they must not change until the callback. OpenSSL is Node's own (the addon links against the
  * symbols the node binary exports).
  */
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -25,13 +27,18 @@ typedef struct {
 } digest;
 
 typedef struct {
+    const void *data;
+    size_t len;
+} chunk_view;
+
+typedef struct {
     napi_async_work work;
     napi_ref chunk;
     napi_ref callback;
     digest *d;
-    const void *data;
-    size_t len;
+    uint32_t count;
     int ok;
+    chunk_view views[]; /* count of them */
 } update_job;
 
 static void digest_finalize(napi_env env, void *data, void *hint)
@@ -79,7 +86,9 @@ static void update_execute(napi_env env, void *data)
 {
     (void)env;
     update_job *j = data;
-    j->ok = EVP_DigestUpdate(j->d->ctx, j->data, j->len) == 1;
+    j->ok = 1;
+    for (uint32_t i = 0; i < j->count && j->ok; i++)
+        j->ok = EVP_DigestUpdate(j->d->ctx, j->views[i].data, j->views[i].len) == 1;
 }
 
 static void update_complete(napi_env env, napi_status status, void *data)
@@ -97,36 +106,65 @@ static void update_complete(napi_env env, napi_status status, void *data)
     free(j);
 }
 
-/* digestUpdate(d, chunk, callback(ok)): hash chunk on the threadpool. One at a time. */
+/* The Buffer at v as a view, or false (a TypeError pending). */
+static bool view_of(napi_env env, napi_value v, chunk_view *out)
+{
+    bool is_buf = false;
+    void *data;
+    if (napi_is_buffer(env, v, &is_buf) != napi_ok || !is_buf || napi_get_buffer_info(env, v, &data, &out->len) != napi_ok) {
+        napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "strata_sys: a chunk must be a Buffer");
+        return false;
+    }
+    out->data = data;
+    return true;
+}
+
+/*
+ * digestUpdate(d, chunk | chunks[], callback(ok)): hash the chunk, or the chunks in order, on the
+ * threadpool. One update at a time.
+ */
 static napi_value DigestUpdate(napi_env env, napi_callback_info info)
 {
     size_t argc = 3;
     napi_value argv[3], name, undefined, holder;
-    bool is_buf = false;
+    bool is_array = false;
+    uint32_t count = 1;
     napi_valuetype cbt;
     if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3)
         return throw_msg(env, "strata_sys: digestUpdate(d, chunk, callback)");
     digest *d = get_digest(env, argv[0]);
     if (d == NULL)
         return NULL;
-    if (napi_is_buffer(env, argv[1], &is_buf) != napi_ok || !is_buf ||
-        napi_typeof(env, argv[2], &cbt) != napi_ok || cbt != napi_function) {
-        napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "strata_sys: chunk must be a Buffer and callback a function");
+    if (napi_typeof(env, argv[2], &cbt) != napi_ok || cbt != napi_function) {
+        napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "strata_sys: callback must be a function");
         return NULL;
     }
+    if (napi_is_array(env, argv[1], &is_array) != napi_ok)
+        return throw_msg(env, "strata_sys: napi_is_array failed");
+    if (is_array && napi_get_array_length(env, argv[1], &count) != napi_ok)
+        return throw_msg(env, "strata_sys: napi_get_array_length failed");
     if (d->busy || d->finished)
         return throw_msg(env, d->busy ? "strata_sys: digestUpdate while another update runs" : "strata_sys: digest already finished");
-    update_job *j = calloc(1, sizeof *j);
+    update_job *j = calloc(1, sizeof *j + (size_t)count * sizeof j->views[0]);
     if (j == NULL)
         return throw_msg(env, "strata_sys: out of memory");
     j->d = d;
-    void *data;
-    if (napi_get_buffer_info(env, argv[1], &data, &j->len) != napi_ok) {
-        free(j);
-        return throw_msg(env, "strata_sys: napi_get_buffer_info failed");
+    j->count = count;
+    for (uint32_t i = 0; i < count; i++) {
+        napi_value el = argv[1];
+        if (is_array && napi_get_element(env, argv[1], i, &el) != napi_ok) {
+            free(j);
+            return throw_msg(env, "strata_sys: napi_get_element failed");
+        }
+        if (!view_of(env, el, &j->views[i])) {
+            free(j);
+            return NULL;
+        }
     }
-    j->data = data;
-    /* The chunk and, through an array holding both, the digest stay alive until completion. */
+    /*
+     * The chunk (or the array, which the caller leaves as it is) and, through an array holding
+     * both, the digest stay alive until completion.
+     */
     if (napi_create_array_with_length(env, 2, &holder) != napi_ok ||
         napi_set_element(env, holder, 0, argv[1]) != napi_ok ||
         napi_set_element(env, holder, 1, argv[0]) != napi_ok ||

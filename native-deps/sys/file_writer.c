@@ -179,6 +179,19 @@ static void *writer_main(void *arg)
             }
             done += job_cost(j);
             free(j);
+            /*
+             * Room is given back as the batch goes, not at its end: a producer blocked on a full
+             * queue would otherwise sit idle while the whole batch (up to WRITER_MAX_PENDING) is
+             * written, and the two threads would take turns instead of working at once.
+             */
+            if (done >= WRITER_WAKE_BATCH && batch != NULL) {
+                pthread_mutex_lock(&w->mu);
+                w->pending -= done;
+                done = 0;
+                if (w->space_waiters > 0)
+                    pthread_cond_broadcast(&w->space);
+                pthread_mutex_unlock(&w->mu);
+            }
         }
 
         pthread_mutex_lock(&w->mu);

@@ -375,11 +375,11 @@ export interface StreamDigest {
 export declare function digestOpen(): StreamDigest;
 
 /**
- * Hash `chunk` on the threadpool; `callback(ok)` runs when done. One update at a time: the next
- * only after the previous callback. `chunk` is referenced, not copied: it must not change until
- * then. @throws Error if an update is already running or the digest is finished.
+ * Hash `chunk` (or each of `chunks`, in order) on the threadpool; `callback(ok)` runs when done.
+ * One update at a time: the next only after the previous callback. Chunks (and the array) are
+ * referenced, not copied: they must not change until then. @throws Error if an update is already running or the digest is finished.
  */
-export declare function digestUpdate(d: StreamDigest, chunk: Buffer, callback: (ok: boolean) => void): void;
+export declare function digestUpdate(d: StreamDigest, chunk: Buffer | readonly Buffer[], callback: (ok: boolean) => void): void;
 
 /** The digest as lowercase hex; no update may be running. Ends the digest. */
 export declare function digestFinish(d: StreamDigest): string;
