@@ -667,6 +667,9 @@ export class Builder {
           // unreadable file, a broken archive) is the step's error, with its line.
           if (err instanceof BuildError) throw err;
           const e = err as NodeJS.ErrnoException;
+          // A write the store's disk refused (full, read-only) is not the source file's fault:
+          // the whole message says so and names both ends of a copy.
+          if (e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EROFS') this.fail(ins, e.message);
           this.fail(ins, e.code !== undefined && e.path !== undefined ? `${e.path}: ${e.code}` : e.message);
         });
         const config = withStep(run.state.config, createdBy, layer!.diffId!, this.now());

@@ -576,8 +576,14 @@ let settled = false;
 // unless an attached container's log listens too (it stops echoing, the container goes on and
 // its exit is recorded).
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code !== 'EPIPE') throw err;
-  if (process.stdout.listenerCount('error') === 1) process.exit(128 + 13);
+  // Another listener (a pipeline writing an archive, an attached container's log) hears the
+  // error itself and decides.
+  if (process.stdout.listenerCount('error') > 1) return;
+  if (err.code === 'EPIPE') process.exit(128 + 13);
+  // Output redirected to a full or read-only disk (`strata save IMG > file`): said in one line,
+  // not thrown from this event as a crash.
+  process.stderr.write(`strata: cannot write to standard output: ${err.message}\n`);
+  process.exit(1);
 });
 process.stderr.on('error', () => undefined);
 process.on('beforeExit', () => {

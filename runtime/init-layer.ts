@@ -14,9 +14,16 @@ const INIT_DIRS = ['proc', 'sys', 'dev', 'dev/pts', 'dev/shm', 'dev/mqueue'];
 export async function makeInitLayer(store: LayerStore, id: string, parent: string | null, files: string[]): Promise<void> {
   await store.createReadWrite(id, parent);
   const upper = store.diffDir(id);
-  for (const d of INIT_DIRS) mkdirSync(join(upper, d), { recursive: true, mode: 0o755 });
-  for (const f of files) {
-    mkdirSync(join(upper, f, '..'), { recursive: true, mode: 0o755 });
-    closeSync(openSync(join(upper, f), 'a', 0o644));
+  try {
+    for (const d of INIT_DIRS) mkdirSync(join(upper, d), { recursive: true, mode: 0o755 });
+    for (const f of files) {
+      mkdirSync(join(upper, f, '..'), { recursive: true, mode: 0o755 });
+      closeSync(openSync(join(upper, f), 'a', 0o644));
+    }
+  } catch (err) {
+    // Out of inodes or space: the layer goes again here, as callers only undo what was returned
+    // to them; a writable layer left without an owner would fail `strata check`.
+    await store.remove(id).catch(() => undefined);
+    throw err;
   }
 }

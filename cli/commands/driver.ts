@@ -9,6 +9,7 @@ import { GraphDriver } from '../../driver/plugin/graph-driver.js';
 import { servePlugin } from '../../driver/plugin/server.js';
 import { LayerStore } from '../../driver/store/store.js';
 import { UserError } from '../errors.js';
+import { openFailure } from './images.js';
 
 /** Its own store: the server holds the store's database for as long as it runs. */
 export const DEFAULT_DOCKER_ROOT = '/var/lib/strata-docker';
@@ -22,7 +23,7 @@ export async function serveDriver(a: { root: string | undefined; socket: string;
   try {
     store = await LayerStore.open(root, { onWait: () => process.stderr.write(`strata: waiting for another strata command using ${root}\n`) });
   } catch (err) {
-    throw new UserError(`cannot open the store at ${root}: ${(err as Error).message}`);
+    throw new UserError(openFailure(root, err));
   }
   const log = (line: string) => {
     if (a.debug || line.includes(' failed after ')) process.stderr.write(`strata driver: ${line}\n`);

@@ -25,7 +25,7 @@ export async function withStore<T>(root: string | undefined, fn: (images: Images
       onWait: () => process.stderr.write(`strata: waiting for another strata command using ${dir}\n`),
     });
   } catch (err) {
-    throw new UserError(`cannot open the store at ${dir}: ${(err as Error).message}`);
+    throw new UserError(openFailure(dir, err));
   }
   try {
     return await fn(new Images(store), store);
@@ -33,11 +33,29 @@ export async function withStore<T>(root: string | undefined, fn: (images: Images
     if (err instanceof StoreError || err instanceof LayerFormatError) throw new UserError(err.message);
     const e = err as NodeJS.ErrnoException;
     // The file system's refusal (a full disk, a read-only store) is the user's to fix, not a bug.
-    if (typeof e?.code === 'string' && typeof e.syscall === 'string') throw new UserError(e.message);
+    if (typeof e?.code === 'string' && typeof e.syscall === 'string') {
+      // A failed write() names no file: say which disk is full (what a command writes, beyond an
+      // output file that writeArchive reports itself, is the store's).
+      const where = e.path === undefined && WRITE_REFUSALS.has(e.code) ? `the store at ${dir}: ` : '';
+      throw new UserError(where + e.message);
+    }
     throw err;
   } finally {
     await store.close();
   }
+}
+
+/** Errors of a write the file system refused: the disk or the quota is full, or it is read-only. */
+const WRITE_REFUSALS = new Set(['ENOSPC', 'EDQUOT', 'EROFS']);
+
+/**
+ * Why the store at `dir` did not open, in one line. LevelDB's own error only says "Database failed
+ * to open"; the reason (a read-only or full file system) is its cause.
+ */
+export function openFailure(dir: string, err: unknown): string {
+  const cause = (err as { cause?: unknown }).cause;
+  const why = cause instanceof Error ? cause.message : (err as Error).message;
+  return `cannot open the store at ${dir}: ${why}`;
 }
 
 /** 12 hex digits, as docker shows ids; a suffix (a container's `-init` layer) is kept. */
@@ -280,7 +298,16 @@ export async function writeArchive(tar: Readable, output: string | undefined): P
   const { pipeline } = await import('node:stream/promises');
   if (output === undefined || output === '-') {
     if (process.stdout.isTTY) throw new UserError('refusing to write a tar to a terminal; give -o FILE or redirect');
-    await pipeline(tar, process.stdout);
+    try {
+      await pipeline(tar, process.stdout);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      // The reader went away (`strata save IMG | head`): as for any command whose output is cut.
+      if (e.code === 'EPIPE') process.exit(128 + 13);
+      // Standard output redirected to a full or read-only disk: the user's to fix, not a bug.
+      if (e.syscall === 'write' && typeof e.code === 'string') throw new UserError(`cannot write to standard output: ${e.message}`);
+      throw err;
+    }
     return;
   }
   const { renameSync, rmSync } = await import('node:fs');

@@ -241,9 +241,9 @@ async function unpackArchive(input: Readable, dir: string, onBytes: (n: number) 
       if (h.type === 'symlink') tree.links.set(name, h.linkname ?? '');
       if (h.type === 'file' || h.type === 'contiguous-file') {
         const path = join(dir, String(n++));
-        const fd = openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+        const fd = staging(() => openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600));
         try {
-          for await (const c of e as unknown as AsyncIterable<Buffer>) for (let off = 0; off < c.length; ) off += writeSync(fd, c, off);
+          for await (const c of e as unknown as AsyncIterable<Buffer>) for (let off = 0; off < c.length; ) off += staging(() => writeSync(fd, c, off));
         } finally {
           closeSync(fd);
         }
@@ -257,10 +257,22 @@ async function unpackArchive(input: Readable, dir: string, onBytes: (n: number) 
     await feeding;
   } catch (err) {
     const msg = (err as Error).message ?? String(err);
-    if (err instanceof LayerFormatError) throw err;
+    if (err instanceof LayerFormatError || err instanceof StoreError) throw err;
     throw new LayerFormatError(`not a readable image archive (${msg})`);
   }
   return tree;
+}
+
+/**
+ * A write of the archive's files into the store's staging area: its failure (a full disk) is the
+ * store's, not a sign of a bad archive.
+ */
+function staging<T>(write: () => T): T {
+  try {
+    return write();
+  } catch (err) {
+    throw new StoreError(`cannot unpack the archive into the store: ${(err as Error).message}`);
+  }
 }
 
 /** A directory holding an OCI layout, read in place. */

@@ -5,6 +5,7 @@
  */
 import { Level } from 'level';
 import type { Digest } from './digest.js';
+import { StoreError } from './errors.js';
 
 /**
  * Every write is synced: a command's later steps (removing a directory, printing an id) rely on
@@ -178,7 +179,14 @@ export class Metadata {
 
   /** Apply `ops` atomically and durably (classic-level's sync option; its sublevel types omit it). */
   async write(ops: Op[]): Promise<void> {
-    await (this.db.batch as (ops: Op[], o: typeof SYNC) => Promise<void>).call(this.db, ops, SYNC);
+    try {
+      await (this.db.batch as (ops: Op[], o: typeof SYNC) => Promise<void>).call(this.db, ops, SYNC);
+    } catch (err) {
+      // LevelDB could not write its log (a full disk): the batch is not recorded, and the caller
+      // must hear it as the store's refusal, not as a bug. Anything else is one.
+      if ((err as { code?: unknown }).code === 'LEVEL_IO_ERROR') throw new StoreError(`cannot write the store's database: ${(err as Error).message}`);
+      throw err;
+    }
   }
 
   async close(): Promise<void> {

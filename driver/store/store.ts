@@ -116,7 +116,7 @@ export class LayerStore {
   async create(id: string, parent: string | null): Promise<void> {
     await this.checkNew(id, parent);
     await this.commitDir(id, (dir) => mkdirSync(join(dir, 'diff'), { mode: 0o755 }));
-    await this.meta.write([{ type: 'put', sublevel: this.meta.layers, key: id, value: { id, parent, rw: false, created: new Date().toISOString(), refs: 0 } }]);
+    await this.recordNew(id, [{ type: 'put', sublevel: this.meta.layers, key: id, value: { id, parent, rw: false, created: new Date().toISOString(), refs: 0 } }]);
   }
 
   /**
@@ -131,7 +131,27 @@ export class LayerStore {
     });
     const ops: Op[] = [{ type: 'put', sublevel: this.meta.layers, key: id, value: { id, parent, rw: true, created: new Date().toISOString(), refs: 0 } }];
     if (mount !== undefined) ops.push({ type: 'put', sublevel: this.meta.mounts, key: mount.mountpoint, value: mount });
-    await this.meta.write(ops);
+    await this.recordNew(id, ops);
+  }
+
+  /**
+   * Record a layer whose directory is already in layers/. If the record cannot be written (the
+   * database's disk is full), the directory goes again: a failed command leaves no orphan for
+   * check to report, and the space it took is free for what the user does next.
+   */
+  private async recordNew(id: string, ops: Op[]): Promise<void> {
+    try {
+      await this.meta.write(ops);
+    } catch (err) {
+      try {
+        const doomed = join(this.root, 'tmp', randomBytes(8).toString('hex'));
+        renameSync(this.layerDir(id), doomed);
+        rmSync(doomed, { recursive: true, force: true });
+      } catch {
+        // Best effort: what stays is an orphan directory, which prune removes.
+      }
+      throw err;
+    }
   }
 
   /** Build a layer directory in tmp/, flush it, and move it into layers/<id>. */
@@ -235,7 +255,7 @@ export class LayerStore {
       tarBytes: result.tarBytes,
       refs: 0,
     };
-    await this.meta.write([{ type: 'put', sublevel: this.meta.layers, key: id, value: rec }]);
+    await this.recordNew(id, [{ type: 'put', sublevel: this.meta.layers, key: id, value: rec }]);
     created?.push(id);
     return rec;
   }

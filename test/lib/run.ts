@@ -12,8 +12,13 @@ export interface Result {
   stderr: string;
 }
 
+/**
+ * tap puts its process-tracking hook into NODE_OPTIONS of every child it sees spawned, and each
+ * Node below (the CLI, the drivers it starts, a node a shell line runs) would load it: ~0.25 s a
+ * start. The tests collect no coverage, so children start as a user's would: without it.
+ */
 export function run(cmd: string, args: string[], opts: SpawnSyncOptions = {}): Result {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000, ...opts });
+  const r = spawnSync('/usr/bin/env', ['-u', 'NODE_OPTIONS', cmd, ...args], { encoding: 'utf8', timeout: 120_000, ...opts });
   if (r.error) throw r.error;
   return { code: r.status ?? 128 + 9, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
 }
@@ -29,6 +34,7 @@ export function must(line: string, opts: SpawnSyncOptions = {}): string {
   return r.stdout;
 }
 
+/** The CLI through its own first line, as a user's shell runs it. */
 export function strata(args: string[], opts: SpawnSyncOptions = {}): Result {
-  return run(process.execPath, [CLI, ...args], opts);
+  return run(CLI, args, opts);
 }
