@@ -130,7 +130,9 @@ export class Builder {
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      await digests.save();
+      // Only a cache (the next build hashes again without it): failing to keep it, on a full
+      // disk say, must neither fail this build nor hide the error that stopped it.
+      await digests.save().catch(() => undefined);
     }
   }
 
