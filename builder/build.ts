@@ -14,6 +14,7 @@ import type { Writable } from 'node:stream';
 import type { Digest } from '../driver/store/digest.js';
 import type { ImageConfig, Images } from '../driver/store/images.js';
 import type { LayerStore } from '../driver/store/store.js';
+import { StoreError } from '../driver/store/errors.js';
 import { BuildCache, type StepResult } from './cache.js';
 import { describeSources, hasWildcard, loadContext, matchSources, rootfsTree, type SourceTree } from './context.js';
 import { copyInto, mkdirInRoot, type Ownership } from './copy.js';
@@ -132,7 +133,9 @@ export class Builder {
       process.off('SIGTERM', onSignal);
       // Only a cache (the next build hashes again without it): failing to keep it, on a full
       // disk say, must neither fail this build nor hide the error that stopped it.
-      await digests.save().catch(() => undefined);
+      await digests.save().catch((err: unknown) => {
+        if (!(err instanceof StoreError)) throw err;
+      });
     }
   }
 

@@ -10,7 +10,8 @@ import { UserError } from './errors.js';
 
 function fail(err: unknown): never {
   if (err instanceof UserError) {
-    process.stderr.write(`strata: ${err.message}\n`);
+    // No message: the exit code says it all (141, the reader of standard output went away).
+    if (err.message !== '') process.stderr.write(`strata: ${err.message}\n`);
     process.exit(err.exitCode);
   }
   process.stderr.write(`strata: internal error: ${(err as Error)?.stack ?? String(err)}\n`);

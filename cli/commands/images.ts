@@ -33,10 +33,10 @@ export async function withStore<T>(root: string | undefined, fn: (images: Images
     if (err instanceof StoreError || err instanceof LayerFormatError) throw new UserError(err.message);
     const e = err as NodeJS.ErrnoException;
     // The file system's refusal (a full disk, a read-only store) is the user's to fix, not a bug.
-    if (typeof e?.code === 'string' && typeof e.syscall === 'string') {
+    if (typeof e?.code === 'string' && typeof e.syscall === 'string' && WRITE_REFUSALS.has(e.code)) {
       // A failed write() names no file: say which disk is full (what a command writes, beyond an
       // output file that writeArchive reports itself, is the store's).
-      const where = e.path === undefined && WRITE_REFUSALS.has(e.code) ? `the store at ${dir}: ` : '';
+      const where = e.path === undefined ? `the store at ${dir}: ` : '';
       throw new UserError(where + e.message);
     }
     throw err;
@@ -45,8 +45,11 @@ export async function withStore<T>(root: string | undefined, fn: (images: Images
   }
 }
 
-/** Errors of a write the file system refused: the disk or the quota is full, or it is read-only. */
-const WRITE_REFUSALS = new Set(['ENOSPC', 'EDQUOT', 'EROFS']);
+/**
+ * Errors of a write the file system refused: the disk or the quota is full, it is read-only, or
+ * the device failed. Any other system error (EBADF, EEXIST...) escaping a command is a bug.
+ */
+const WRITE_REFUSALS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EIO']);
 
 /**
  * Why the store at `dir` did not open, in one line. LevelDB's own error only says "Database failed
@@ -303,7 +306,7 @@ export async function writeArchive(tar: Readable, output: string | undefined): P
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       // The reader went away (`strata save IMG | head`): as for any command whose output is cut.
-      if (e.code === 'EPIPE') process.exit(128 + 13);
+      if (e.code === 'EPIPE') throw new UserError('', 128 + 13);
       // Standard output redirected to a full or read-only disk: the user's to fix, not a bug.
       if (e.syscall === 'write' && typeof e.code === 'string') throw new UserError(`cannot write to standard output: ${e.message}`);
       throw err;

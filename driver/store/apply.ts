@@ -387,7 +387,19 @@ class Unpacker {
     if (this.flushing || this.size - this.flushedAt < WRITE_BACK_EVERY) return;
     this.flushing = true;
     this.flushedAt = this.size;
-    sys.syncfsAsync(this.fd, () => (this.flushing = false));
+    this.writingBack = new Promise((resolve) =>
+      sys.syncfsAsync(this.fd, () => {
+        this.flushing = false;
+        resolve();
+      }),
+    );
+  }
+
+  private writingBack: Promise<void> = Promise.resolve();
+
+  /** Resolves once no write-back uses the directory's descriptor (before it is closed). */
+  writeBackDone(): Promise<void> {
+    return this.writingBack;
   }
 
   /** Owner, mode, xattrs and (files and links now, directories at the end) times. */
@@ -492,13 +504,25 @@ export async function applyLayer(input: Readable, target: string, lowers: string
 }
 
 async function unpack(input: Readable, target: string, lowers: string[], splitPath: string): Promise<ApplyResult> {
-  const fd = sys.openAt(sys.AT_FDCWD, target, fsc.O_RDONLY | sys.O_DIRECTORY | sys.O_NOFOLLOW, 0);
-  if (fd < 0) throw new Error(`cannot open ${target}: ${errnoName(-fd)}`);
-  const stack = lowers.length > 0 ? openLayerStack({ lowers }) : null;
-  const unpacker = new Unpacker(fd, stack);
+  // Made first, and what follows undone if it cannot be made: a full disk or a lack of
+  // descriptors must not leak the writer thread, the directory or the layer stack.
+  const splitWriter = new SplitWriter(splitPath);
+  let fd = -1;
+  let stack: LayerStack | null = null;
+  let unpacker: Unpacker;
+  try {
+    fd = sys.openAt(sys.AT_FDCWD, target, fsc.O_RDONLY | sys.O_DIRECTORY | sys.O_NOFOLLOW, 0);
+    if (fd < 0) throw new Error(`cannot open ${target}: ${errnoName(-fd)}`);
+    stack = lowers.length > 0 ? openLayerStack({ lowers }) : null;
+    unpacker = new Unpacker(fd, stack);
+  } catch (err) {
+    if (stack !== null) closeLayerStack(stack);
+    if (fd >= 0) sys.close(fd);
+    await splitWriter.close().catch(() => undefined);
+    throw err;
+  }
   const splitter = new TarSplitter();
   const extract = tarExtract();
-  const splitWriter = new SplitWriter(splitPath);
   // Payloads stored so far, checked against what tar-stream said each entry carries.
   let payloadsStored = 0;
   const store = (segments: Segment[]) => {
@@ -584,6 +608,8 @@ async function unpack(input: Readable, target: string, lowers: string[], splitPa
     // Its writes may still be running: the descriptor closes after them.
     if (!splitClosed) await splitWriter.close().catch(() => undefined);
     if (stack !== null) closeLayerStack(stack);
+    // A write-back job on the threadpool holds the descriptor's number, not a copy of it.
+    await unpacker.writeBackDone();
     sys.close(fd);
   }
 }

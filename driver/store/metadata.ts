@@ -177,15 +177,54 @@ export class Metadata {
     }
   }
 
+  /** Set once a write failed and the database could not be reopened: no write is taken after. */
+  private failed: Error | null = null;
+
+  /** Whether the database stopped taking writes in this process (see reopen). */
+  get unusable(): boolean {
+    return this.failed !== null;
+  }
+
+  /**
+   * Whether the last failed write failed for want of room. Then LevelDB could not append the
+   * batch to its log, and what part of it got there is dropped when the log is read again: the
+   * batch is known not to be recorded, even with the database closed. (A failed fsync, an EIO,
+   * leaves that open.)
+   */
+  lastFailureWasSpace = false;
+
   /** Apply `ops` atomically and durably (classic-level's sync option; its sublevel types omit it). */
   async write(ops: Op[]): Promise<void> {
+    if (this.failed !== null) throw new StoreError(`cannot write the store's database: ${this.failed.message}`);
     try {
       await (this.db.batch as (ops: Op[], o: typeof SYNC) => Promise<void>).call(this.db, ops, SYNC);
     } catch (err) {
       // LevelDB could not write its log (a full disk): the batch is not recorded, and the caller
       // must hear it as the store's refusal, not as a bug. Anything else is one.
-      if ((err as { code?: unknown }).code === 'LEVEL_IO_ERROR') throw new StoreError(`cannot write the store's database: ${(err as Error).message}`);
-      throw err;
+      if ((err as { code?: unknown }).code !== 'LEVEL_IO_ERROR') throw err;
+      // LevelDB's message ends in strerror's text: there is no errno to read.
+      this.lastFailureWasSpace = /No space left on device|Disk quota exceeded/.test((err as Error).message);
+      await this.reopen(err as Error);
+      throw new StoreError(`cannot write the store's database: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * After a failed write, LevelDB keeps the batch's partial record in its log and goes on taking
+   * writes that its next open drops along with it (seen on a full tmpfs: a delete reported done
+   * came back). Reopening replays the log without the failed batch and starts a new log, so that
+   * later writes (a command's clean-up) last. If it cannot reopen (no room for the new log), the
+   * database stays closed and every later write is refused: nothing is reported done that is not.
+   */
+  private async reopen(cause: Error): Promise<void> {
+    try {
+      await this.db.close();
+      await this.db.open();
+      for (const sub of [this.layers, this.images, this.tags, this.mounts, this.buildCache, this.fileDigests, this.sourceDescriptions, this.containers, this.distribution]) {
+        await sub.open();
+      }
+    } catch {
+      this.failed = cause;
     }
   }
 

@@ -137,12 +137,18 @@ export class LayerStore {
   /**
    * Record a layer whose directory is already in layers/. If the record cannot be written (the
    * database's disk is full), the directory goes again: a failed command leaves no orphan for
-   * check to report, and the space it took is free for what the user does next.
+   * check to report, and the space it took is free for what the user does next. Only when the
+   * record is known to be absent, though: the write failed for want of room, or the database
+   * reopened after the failure and the record does not show. Otherwise the directory stays, an
+   * orphan that check reports and prune removes.
    */
   private async recordNew(id: string, ops: Op[]): Promise<void> {
     try {
       await this.meta.write(ops);
     } catch (err) {
+      const absent =
+        this.meta.lastFailureWasSpace || (!this.meta.unusable && (await this.layer(id).catch(() => null)) === undefined);
+      if (!absent) throw err;
       try {
         const doomed = join(this.root, 'tmp', randomBytes(8).toString('hex'));
         renameSync(this.layerDir(id), doomed);
@@ -291,7 +297,9 @@ export class LayerStore {
    */
   async dropUnused(created: string[]): Promise<void> {
     for (const id of [...created].reverse()) {
-      const l = await this.layer(id);
+      // A database that stopped taking writes (a full disk) cannot be read either: the caller's
+      // own error is the one to report.
+      const l = await this.layer(id).catch(() => undefined);
       if (l !== undefined && l.refs === 0) await this.remove(id).catch(() => undefined);
     }
   }

@@ -237,7 +237,7 @@ export class SplitWriter {
   /** The members handed off so far, each written after the one before it. */
   private tail: Promise<void> = Promise.resolve();
   private failure: unknown = null;
-  private closed = false;
+  private closing: Promise<void> | null = null;
 
   constructor(path: string) {
     this.fd = openSync(path, 'wx', 0o600);
@@ -251,6 +251,10 @@ export class SplitWriter {
   }
 
   add(segments: Segment[], pathOf: (entry: number) => string): void {
+    // Its descriptor may be gone (and its number another file's) once close() ran.
+    if (this.closing !== null) throw new Error('SplitWriter.add after close');
+    // The split cannot be kept (a full disk): the layer is not worth unpacking further.
+    if (this.failure !== null) throw this.stored(this.failure);
     for (const seg of segments) {
       if ('raw' in seg) {
         this.room(5 + seg.raw.length);
@@ -282,7 +286,6 @@ export class SplitWriter {
     member.catch(() => undefined);
     this.buf = Buffer.allocUnsafe(2 * MEMBER);
     this.used = 0;
-    // A failed member is awaited here too, so its rejection is never left unheard.
     this.tail = this.tail.then(async () => {
       let bytes: Buffer;
       try {
@@ -304,17 +307,25 @@ export class SplitWriter {
     });
   }
 
-  /** Write what is left and close the file; rejects (a StoreError) with the first failure. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      this.handOff();
-      await this.tail;
-      if (this.failure !== null) throw new StoreError(`cannot store the layer's tar-split: ${(this.failure as Error).message}`);
-    } finally {
-      closeSync(this.fd);
-    }
+  /**
+   * Write what is left and close the file; rejects (a StoreError) with the first failure. Later
+   * calls answer the same promise.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        this.handOff();
+        await this.tail;
+        if (this.failure !== null) throw this.stored(this.failure);
+      } finally {
+        closeSync(this.fd);
+      }
+    })();
+    return this.closing;
+  }
+
+  private stored(failure: unknown): StoreError {
+    return new StoreError(`cannot store the layer's tar-split: ${(failure as Error).message}`);
   }
 }
 

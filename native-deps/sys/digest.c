@@ -3,11 +3,11 @@
  *
  * A layer's DiffID is the digest of its whole tar. Hashing 200 MB costs the JS thread ~0.2 s
  * that it needs for parsing; here each chunk is hashed by a threadpool job while the caller goes
- * on. The caller passes chunks one update at a time (the next after the previous one's callback),
- * so the order is kept and at most one job touches the context. An update takes one Buffer or an
- * array of them (what arrived while the previous job ran, hashed without joining them first).
- * Chunks are referenced, not copied: they must not change until the callback. OpenSSL is Node's own (the addon links against the
- * symbols the node binary exports).
+ * on. The caller passes chunks one update at a time (the next after the previous one's
+ * callback), so the order is kept and at most one job touches the context. An update takes one
+ * Buffer or an array of them (what arrived while the previous job ran, hashed without joining
+ * them first). Chunks are referenced, not copied: their bytes must not change until the
+ * callback. OpenSSL is Node's own (the addon links against the symbols the node binary exports).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -150,48 +150,63 @@ static napi_value DigestUpdate(napi_env env, napi_callback_info info)
         return throw_msg(env, "strata_sys: out of memory");
     j->d = d;
     j->count = count;
+    /*
+     * The digest, then every chunk, go into an array that the job references: each Buffer stays
+     * alive until completion even if the caller's array changes. Busy from here on, as reading
+     * the elements may run JS (a getter) that must not start another update meanwhile.
+     */
+    d->busy = true;
+    if (napi_create_array_with_length(env, (size_t)count + 1, &holder) != napi_ok ||
+        napi_set_element(env, holder, 0, argv[0]) != napi_ok) {
+        d->busy = false;
+        free(j);
+        return throw_msg(env, "strata_sys: cannot hold the chunks");
+    }
     for (uint32_t i = 0; i < count; i++) {
         napi_value el = argv[1];
         if (is_array && napi_get_element(env, argv[1], i, &el) != napi_ok) {
+            d->busy = false;
             free(j);
             return throw_msg(env, "strata_sys: napi_get_element failed");
         }
         if (!view_of(env, el, &j->views[i])) {
+            d->busy = false;
             free(j);
             return NULL;
         }
+        if (napi_set_element(env, holder, i + 1, el) != napi_ok) {
+            d->busy = false;
+            free(j);
+            return throw_msg(env, "strata_sys: cannot hold the chunks");
+        }
     }
-    /*
-     * The chunk (or the array, which the caller leaves as it is) and, through an array holding
-     * both, the digest stay alive until completion.
-     */
-    if (napi_create_array_with_length(env, 2, &holder) != napi_ok ||
-        napi_set_element(env, holder, 0, argv[1]) != napi_ok ||
-        napi_set_element(env, holder, 1, argv[0]) != napi_ok ||
-        napi_create_reference(env, holder, 1, &j->chunk) != napi_ok) {
+    if (napi_create_reference(env, holder, 1, &j->chunk) != napi_ok) {
+        d->busy = false;
         free(j);
-        return throw_msg(env, "strata_sys: cannot hold the chunk");
+        return throw_msg(env, "strata_sys: cannot hold the chunks");
     }
     if (napi_create_reference(env, argv[2], 1, &j->callback) != napi_ok) {
+        d->busy = false;
         napi_delete_reference(env, j->chunk);
         free(j);
         return throw_msg(env, "strata_sys: cannot hold the callback");
     }
     if (napi_create_string_utf8(env, "strata_sys.digestUpdate", NAPI_AUTO_LENGTH, &name) != napi_ok ||
         napi_create_async_work(env, NULL, name, update_execute, update_complete, j, &j->work) != napi_ok) {
+        d->busy = false;
         napi_delete_reference(env, j->chunk);
         napi_delete_reference(env, j->callback);
         free(j);
         return throw_msg(env, "strata_sys: napi_create_async_work failed");
     }
     if (napi_queue_async_work(env, j->work) != napi_ok) {
+        d->busy = false;
         napi_delete_async_work(env, j->work);
         napi_delete_reference(env, j->chunk);
         napi_delete_reference(env, j->callback);
         free(j);
         return throw_msg(env, "strata_sys: napi_queue_async_work failed");
     }
-    d->busy = true;
     napi_get_undefined(env, &undefined);
     return undefined;
 }
