@@ -14,6 +14,8 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync
 import { join } from 'node:path';
 import { tempDir } from './lib/mounts.js';
 import { CLI, must, run, sh, strata, ROOT, type Result } from './lib/run.js';
+import { Metadata } from '../driver/store/metadata.js';
+import { StoreError } from '../driver/store/errors.js';
 
 interface Disk {
   base: string;
@@ -171,6 +173,31 @@ t.test('import: every stage a full disk can stop it at is a clear error and leav
   // Before: "internal error: Error: IO error: .../db/000135.log: No space left on device", exit 70,
   // and the layer's directory left in layers/ without a record.
   t.match(seen.join('\n'), /cannot write the store's database: .*No space left/, 'the layer fit, its record did not');
+});
+
+t.test('database: after a failed write, later writes are refused, never reported done and lost', async (t) => {
+  // LevelDB alone keeps taking writes after a failed one, and drops them at its next open: a
+  // command's clean-up would then delete directories whose records come back.
+  const d = smallDisk(t, '1m');
+  const path = join(d.disk, 'db');
+  let meta = await Metadata.open(path, () => undefined);
+  const tag = (key: string, value: string) => ({ type: 'put' as const, sublevel: meta.tags, key, value });
+  const outcome = (p: Promise<void>) => p.then(() => null, (err: unknown) => err);
+  await meta.write([tag('kept', 'a')]);
+  leavePages(d, 0);
+  let failure: unknown = null;
+  for (let i = 0; i < 100 && failure === null; i++) failure = await outcome(meta.write([tag(`filler${i}`, 'x'.repeat(2000))]));
+  t.ok(failure instanceof StoreError, `a full disk is the store's refusal (${String(failure)})`);
+  t.ok(meta.lastFailureWasSpace, 'known to have failed for want of room: the batch is not recorded');
+  unfill(d);
+  // The failed append took the disk's last pages, so the database could not be reopened.
+  const late = await outcome(meta.write([{ type: 'del', sublevel: meta.tags, key: 'kept' }, tag('late', 'c')]));
+  t.ok(late instanceof StoreError, `a later write is refused (${String(late)})`);
+  await meta.close().catch(() => undefined);
+  meta = await Metadata.open(path, () => undefined);
+  t.equal(await meta.tags.get('kept'), 'a', 'the next open finds what was written before the failure');
+  t.equal(await meta.tags.get('late'), undefined, 'and nothing that was refused');
+  await meta.close();
 });
 
 t.test('load: an archive that does not fit, a layer that does not, a record that does not', async (t) => {
