@@ -14,7 +14,7 @@ import type { Writable } from 'node:stream';
 import type { Digest } from '../driver/store/digest.js';
 import type { ImageConfig, Images } from '../driver/store/images.js';
 import type { LayerStore } from '../driver/store/store.js';
-import { StoreError } from '../driver/store/errors.js';
+import { isWriteRefusal, StoreError } from '../driver/store/errors.js';
 import { BuildCache, type StepResult } from './cache.js';
 import { describeSources, hasWildcard, loadContext, matchSources, rootfsTree, type SourceTree } from './context.js';
 import { copyInto, mkdirInRoot, type Ownership } from './copy.js';
@@ -674,7 +674,7 @@ export class Builder {
           const e = err as NodeJS.ErrnoException;
           // A write the store's disk refused (full, read-only) is not the source file's fault:
           // the whole message says so and names both ends of a copy.
-          if (e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EROFS') this.fail(ins, e.message);
+          if (isWriteRefusal(e)) this.fail(ins, e.message);
           this.fail(ins, e.code !== undefined && e.path !== undefined ? `${e.path}: ${e.code}` : e.message);
         });
         const config = withStep(run.state.config, createdBy, layer!.diffId!, this.now());

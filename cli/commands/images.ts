@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { LayerFormatError } from '../../driver/store/apply.js';
 import { Images, importConfig, parseTag, type ImageConfig } from '../../driver/store/images.js';
 import { LayerStore, StoreError } from '../../driver/store/store.js';
+import { isWriteRefusal } from '../../driver/store/errors.js';
 import { UserError } from '../errors.js';
 
 export function storeRoot(root: string | undefined): string {
@@ -31,9 +32,9 @@ export async function withStore<T>(root: string | undefined, fn: (images: Images
     return await fn(new Images(store), store);
   } catch (err) {
     if (err instanceof StoreError || err instanceof LayerFormatError) throw new UserError(err.message);
-    const e = err as NodeJS.ErrnoException;
     // The file system's refusal (a full disk, a read-only store) is the user's to fix, not a bug.
-    if (typeof e?.code === 'string' && typeof e.syscall === 'string' && WRITE_REFUSALS.has(e.code)) {
+    const e = err as NodeJS.ErrnoException;
+    if (isWriteRefusal(e) && typeof e.syscall === 'string') {
       // A failed write() names no file: say which disk is full (what a command writes, beyond an
       // output file that writeArchive reports itself, is the store's).
       const where = e.path === undefined ? `the store at ${dir}: ` : '';
@@ -44,12 +45,6 @@ export async function withStore<T>(root: string | undefined, fn: (images: Images
     await store.close();
   }
 }
-
-/**
- * Errors of a write the file system refused: the disk or the quota is full, it is read-only, or
- * the device failed. Any other system error (EBADF, EEXIST...) escaping a command is a bug.
- */
-const WRITE_REFUSALS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EIO']);
 
 /**
  * Why the store at `dir` did not open, in one line. LevelDB's own error only says "Database failed

@@ -185,13 +185,17 @@ export class Metadata {
     return this.failed !== null;
   }
 
+  private spaceFailure = false;
+
   /**
    * Whether the last failed write failed for want of room. Then LevelDB could not append the
    * batch to its log, and what part of it got there is dropped when the log is read again: the
    * batch is known not to be recorded, even with the database closed. (A failed fsync, an EIO,
    * leaves that open.)
    */
-  lastFailureWasSpace = false;
+  get lastFailureWasSpace(): boolean {
+    return this.spaceFailure;
+  }
 
   /** Apply `ops` atomically and durably (classic-level's sync option; its sublevel types omit it). */
   async write(ops: Op[]): Promise<void> {
@@ -203,7 +207,7 @@ export class Metadata {
       // must hear it as the store's refusal, not as a bug. Anything else is one.
       if ((err as { code?: unknown }).code !== 'LEVEL_IO_ERROR') throw err;
       // LevelDB's message ends in strerror's text: there is no errno to read.
-      this.lastFailureWasSpace = /No space left on device|Disk quota exceeded/.test((err as Error).message);
+      this.spaceFailure = /No space left on device|Disk quota exceeded/.test((err as Error).message);
       await this.reopen(err as Error);
       throw new StoreError(`cannot write the store's database: ${(err as Error).message}`);
     }

@@ -150,9 +150,7 @@ export class LayerStore {
         this.meta.lastFailureWasSpace || (!this.meta.unusable && (await this.layer(id).catch(() => null)) === undefined);
       if (!absent) throw err;
       try {
-        const doomed = join(this.root, 'tmp', randomBytes(8).toString('hex'));
-        renameSync(this.layerDir(id), doomed);
-        rmSync(doomed, { recursive: true, force: true });
+        this.discard(id);
       } catch {
         // Best effort: what stays is an orphan directory, which prune removes.
       }
@@ -162,7 +160,7 @@ export class LayerStore {
 
   /** Build a layer directory in tmp/, flush it, and move it into layers/<id>. */
   private async commitDir(id: string, build: (dir: string) => void | Promise<void>): Promise<'new' | 'existed'> {
-    const staging = join(this.root, 'tmp', randomBytes(8).toString('hex'));
+    const staging = this.tmpName();
     mkdirSync(staging, { mode: 0o700 });
     try {
       await build(staging);
@@ -191,7 +189,7 @@ export class LayerStore {
     if (l.diffId !== undefined) throw new StoreError(`layer ${id} already has content`);
     const parents = l.parent === null ? [] : await this.lowerDirs(l.parent);
     const parentChain = l.parent === null ? null : (await this.must(l.parent)).chainId ?? null;
-    const staging = join(this.root, 'tmp', randomBytes(8).toString('hex'));
+    const staging = this.tmpName();
     mkdirSync(join(staging, 'diff'), { recursive: true, mode: 0o755 });
     let result: ApplyResult;
     try {
@@ -228,7 +226,7 @@ export class LayerStore {
     if (parentRec !== null && parentRec.chainId === undefined) throw new StoreError(`layer ${parent} has no content yet`);
     const parents = parent === null ? [] : await this.lowerDirs(parent);
     let result: ApplyResult | undefined;
-    const staging = join(this.root, 'tmp', randomBytes(8).toString('hex'));
+    const staging = this.tmpName();
     mkdirSync(join(staging, 'diff'), { recursive: true, mode: 0o755 });
     let id: string;
     try {
@@ -310,16 +308,28 @@ export class LayerStore {
    */
   private async forget(ops: Op[], layerId: string | null): Promise<void> {
     await this.meta.write(ops);
-    if (layerId === null || !existsSync(this.layerDir(layerId))) return;
-    const doomed = join(this.root, 'tmp', randomBytes(8).toString('hex'));
-    renameSync(this.layerDir(layerId), doomed);
-    // Gone from layers/ now; the files go on the threadpool while the caller carries on (a build
-    // drops a writable layer per step). close() waits for them; tmp/ is emptied at open anyway.
+    if (layerId !== null) this.discard(layerId);
+  }
+
+  /**
+   * Take layers/<id> away: gone from layers/ at once, its files go on the threadpool while the
+   * caller carries on (a build drops a writable layer per step). close() waits for them; tmp/ is
+   * emptied at open anyway.
+   */
+  private discard(id: string): void {
+    if (!existsSync(this.layerDir(id))) return;
+    const doomed = this.tmpName();
+    renameSync(this.layerDir(id), doomed);
     const removal = rm(doomed, { recursive: true, force: true }).finally(() => this.removals.delete(removal));
     this.removals.add(removal);
   }
 
-  /** Directory removals still running (see forget). */
+  /** A new name in tmp/, where work in progress lives (emptied at every open). */
+  private tmpName(): string {
+    return join(this.root, 'tmp', randomBytes(8).toString('hex'));
+  }
+
+  /** Directory removals still running (see discard). */
   private readonly removals = new Set<Promise<void>>();
 
   async addMount(rec: MountRecord): Promise<void> {
